@@ -1,0 +1,96 @@
+//! The echo node: the TCP and UDP echo servers behind one poll entry point.
+
+use smoltcp::iface::{Interface, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::time::{Duration, Instant};
+
+use crate::counters::{TcpCounters, UdpCounters};
+use crate::sockets::Sockets;
+use crate::tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
+use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
+use crate::Error;
+
+/// Interface polls per [`EchoNode::poll`]: ingress, echo, and the egress of what was echoed,
+/// repeated while there is work, but never unbounded.
+const ROUNDS_PER_POLL: usize = 4;
+
+/// A TCP echo server with `SLOTS` slots and a UDP echo server, polled together.
+#[derive(Debug)]
+pub struct EchoNode<'a, const SLOTS: usize> {
+    tcp: TcpEchoServer<SLOTS>,
+    udp: UdpEchoServer<'a>,
+}
+
+impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
+    /// Create both services' sockets in `sockets`.
+    pub fn new<const RX: usize, const TX: usize, const PACKETS: usize, const BYTES: usize>(
+        tcp: (TcpConfig, &'a mut TcpEchoStorage<SLOTS, RX, TX>),
+        udp: (UdpConfig, &'a mut UdpEchoStorage<PACKETS, BYTES>),
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
+        if sockets.free() < SLOTS.saturating_add(1) {
+            return Err(Error::SocketSetFull);
+        }
+        Ok(Self {
+            tcp: TcpEchoServer::new(tcp.0, tcp.1, sockets)?,
+            udp: UdpEchoServer::new(udp.0, udp.1, sockets)?,
+        })
+    }
+
+    /// The TCP server.
+    pub fn tcp(&self) -> &TcpEchoServer<SLOTS> {
+        &self.tcp
+    }
+
+    /// The UDP server.
+    pub fn udp(&self) -> &UdpEchoServer<'a> {
+        &self.udp
+    }
+
+    /// TCP counters.
+    pub fn tcp_counters(&self) -> TcpCounters {
+        self.tcp.counters()
+    }
+
+    /// UDP counters.
+    pub fn udp_counters(&self) -> UdpCounters {
+        self.udp.counters()
+    }
+
+    /// Receive what the device has, echo it, and transmit the echoes. Returns whether
+    /// anything progressed. Call it again no later than [`poll_at`](Self::poll_at).
+    pub fn poll<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut D,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let mut progressed = false;
+        for _ in 0..ROUNDS_PER_POLL {
+            let polled = self.tcp.poll_interface(now, iface, device, sockets);
+            let served = self.tcp.service(now, sockets) | self.udp.service(sockets);
+            progressed |= polled | served;
+            if !served {
+                break;
+            }
+        }
+        progressed
+    }
+
+    /// When [`poll`](Self::poll) must run next without network activity (`None`: only when a
+    /// frame arrives). May be in the past: then poll at once.
+    pub fn poll_at(&self, now: Instant, iface: &mut Interface, sockets: &SocketSet<'_>) -> Option<Instant> {
+        match (iface.poll_at(now, sockets), self.tcp.poll_at()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// How long the caller may sleep before [`poll`](Self::poll) (`None`: until a frame
+    /// arrives).
+    pub fn poll_delay(&self, now: Instant, iface: &mut Interface, sockets: &SocketSet<'_>) -> Option<Duration> {
+        self.poll_at(now, iface, sockets)
+            .map(|at| crate::conn::elapsed(now, at))
+    }
+}

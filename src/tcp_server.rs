@@ -1,0 +1,360 @@
+//! The TCP echo server: a fixed pool of connection slots over smoltcp sockets.
+//!
+//! This is the glue between smoltcp's TCP sockets and the per-connection state machine in
+//! [`conn`](crate::conn). Each slot is one TCP socket listening on the service port, with its
+//! buffers taken from a caller-owned [`TcpEchoStorage`]. On every poll each slot's socket is
+//! observed, its [`EchoConn`] decides, and the decision is carried out here.
+//!
+//! **Backpressure.** Bytes leave a receive buffer only when the transmit buffer has room for
+//! them, so a client that stops reading fills its receive window, smoltcp advertises a zero
+//! window, and the client's kernel waits. Nothing grows and nothing is dropped.
+
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::{AnySocket, tcp};
+use smoltcp::time::{Duration, Instant};
+
+use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Timeouts};
+use crate::counters::{TcpCounters, bump};
+use crate::gate::{GateState, Overflow, SynGate};
+use crate::sockets::Sockets;
+use crate::Error;
+
+/// Bytes moved per copy when echoing (the scratch buffer lives on the stack).
+const ECHO_CHUNK: usize = 1024;
+
+/// Bound on state-machine steps per slot per poll, so one slot cannot starve the others.
+const STEPS_PER_POLL: usize = 8;
+
+/// Socket buffers for `SLOTS` connections, `RX` receive and `TX` transmit bytes each.
+///
+/// Build it with the `const fn` [`new`](Self::new) so it can live in a `static` (through a
+/// `StaticCell`), or on the stack.
+#[derive(Debug)]
+pub struct TcpEchoStorage<const SLOTS: usize, const RX: usize, const TX: usize> {
+    rx: [[u8; RX]; SLOTS],
+    tx: [[u8; TX]; SLOTS],
+}
+
+impl<const SLOTS: usize, const RX: usize, const TX: usize> TcpEchoStorage<SLOTS, RX, TX> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        Self {
+            rx: [[0; RX]; SLOTS],
+            tx: [[0; TX]; SLOTS],
+        }
+    }
+}
+
+impl<const SLOTS: usize, const RX: usize, const TX: usize> Default
+    for TcpEchoStorage<SLOTS, RX, TX>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Settings of the TCP echo server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TcpConfig {
+    /// The service port (RFC 862 says 7; the seed's programs use 8000).
+    pub port: u16,
+    /// What to do with a SYN when every slot is busy.
+    pub overflow: Overflow,
+    /// Idle and handshake timeouts.
+    pub timeouts: Timeouts,
+    /// TCP keep-alive interval (`None`: off).
+    pub keep_alive: Option<Duration>,
+    /// smoltcp's delayed-ACK time (`None`: ACK at once).
+    pub ack_delay: Option<Duration>,
+}
+
+impl TcpConfig {
+    /// Port 7, `Overflow::Defer`, default timeouts, no keep-alive, smoltcp's 10 ms ACK delay.
+    pub const DEFAULT: Self = Self {
+        port: 7,
+        overflow: Overflow::Defer,
+        timeouts: Timeouts::DEFAULT,
+        keep_alive: None,
+        ack_delay: Some(Duration::from_millis(10)),
+    };
+
+    /// The default settings on another port.
+    pub const fn on_port(port: u16) -> Self {
+        Self {
+            port,
+            ..Self::DEFAULT
+        }
+    }
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// One connection slot: its socket and its state machine.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    handle: SocketHandle,
+    conn: EchoConn,
+}
+
+/// A TCP echo server with `SLOTS` connection slots; see the [module docs](self).
+#[derive(Debug)]
+pub struct TcpEchoServer<const SLOTS: usize> {
+    config: TcpConfig,
+    slots: [Slot; SLOTS],
+    gate: GateState,
+    counters: TcpCounters,
+}
+
+impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
+    /// Create the slots' sockets in `sockets`, over the buffers of `storage`.
+    ///
+    /// Fails without adding anything when the port is 0, a buffer size or `SLOTS` is 0, or the
+    /// set has fewer than `SLOTS` free entries.
+    pub fn new<'a, const RX: usize, const TX: usize>(
+        config: TcpConfig,
+        storage: &'a mut TcpEchoStorage<SLOTS, RX, TX>,
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
+        if config.port == 0 {
+            return Err(Error::InvalidPort);
+        }
+        if RX == 0 || TX == 0 || SLOTS == 0 {
+            return Err(Error::BufferTooSmall);
+        }
+        if sockets.free() < SLOTS {
+            return Err(Error::SocketSetFull);
+        }
+        let mut buffers = storage.rx.iter_mut().zip(storage.tx.iter_mut());
+        let mut failed = false;
+        let slots = core::array::from_fn(|_| {
+            let handle = match buffers.next() {
+                Some((rx, tx)) => {
+                    let mut socket = tcp::Socket::new(
+                        tcp::SocketBuffer::new(&mut rx[..]),
+                        tcp::SocketBuffer::new(&mut tx[..]),
+                    );
+                    configure(&mut socket, &config);
+                    sockets.add(socket).ok()
+                }
+                None => None,
+            };
+            failed |= handle.is_none();
+            Slot {
+                handle: handle.unwrap_or_default(),
+                conn: EchoConn::new(),
+            }
+        });
+        if failed {
+            return Err(Error::SocketSetFull);
+        }
+        let mut server = Self {
+            config,
+            slots,
+            gate: GateState::new(config.port, config.overflow),
+            counters: TcpCounters::default(),
+        };
+        // Listen at once, so the first SYN finds a listener.
+        server.service(Instant::ZERO, sockets);
+        Ok(server)
+    }
+
+    /// The settings the server runs with.
+    pub fn config(&self) -> &TcpConfig {
+        &self.config
+    }
+
+    /// The counters so far. `held_syns` and `refused` come from the SYN gate.
+    pub fn counters(&self) -> TcpCounters {
+        TcpCounters {
+            held_syns: self.gate.held,
+            refused: self.gate.refused,
+            ..self.counters
+        }
+    }
+
+    /// Slots serving a client right now.
+    pub fn active_slots(&self) -> usize {
+        self.slots.iter().filter(|s| s.conn.is_active()).count()
+    }
+
+    /// The socket handles of the slots, in slot order.
+    pub fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.slots.iter().map(|s| s.handle)
+    }
+
+    /// Poll the interface through the SYN gate, then serve every slot. Returns whether
+    /// anything progressed.
+    pub fn poll<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut D,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let polled = self.poll_interface(now, iface, device, sockets);
+        self.service(now, sockets) | polled
+    }
+
+    /// Run `Interface::poll` with the SYN gate in front of `device`. Use this (rather than a
+    /// plain `iface.poll`) when driving the server without [`poll`](Self::poll).
+    pub fn poll_interface<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut D,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        self.gate.budget = self.listening(sockets);
+        let mut gated = SynGate::new(device, &mut self.gate);
+        iface.poll(now, &mut gated, sockets) != smoltcp::iface::PollResult::None
+    }
+
+    /// Serve every slot once: echo what can be echoed, close, abort or re-listen. Returns
+    /// whether any slot did something.
+    pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+        let mut progressed = false;
+        for (handle, socket) in sockets.iter_mut() {
+            let Some(slot) = self.slots.iter_mut().find(|s| s.handle == handle) else {
+                continue;
+            };
+            let Some(socket) = tcp::Socket::downcast_mut(socket) else {
+                continue;
+            };
+            progressed |= drive(slot, socket, now, &self.config, &mut self.counters);
+        }
+        progressed
+    }
+
+    /// The earliest instant at which a slot needs service without network activity.
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.conn.deadline(&self.config.timeouts))
+            .min()
+    }
+
+    /// How many slots' sockets are in LISTEN now.
+    fn listening(&self, sockets: &SocketSet<'_>) -> usize {
+        sockets
+            .iter()
+            .filter(|(h, _)| self.slots.iter().any(|s| s.handle == *h))
+            .filter_map(|(_, s)| tcp::Socket::downcast(s))
+            .filter(|s| s.state() == tcp::State::Listen)
+            .count()
+    }
+}
+
+fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
+    // An echo answers what it gets at once; Nagle would hold small echoes for an ACK.
+    socket.set_nagle_enabled(false);
+    socket.set_ack_delay(config.ack_delay);
+    socket.set_keep_alive(config.keep_alive);
+}
+
+/// Step one slot until it has nothing more to do (bounded). Returns whether it acted.
+fn drive(
+    slot: &mut Slot,
+    socket: &mut tcp::Socket<'_>,
+    now: Instant,
+    config: &TcpConfig,
+    counters: &mut TcpCounters,
+) -> bool {
+    let mut acted = false;
+    for _ in 0..STEPS_PER_POLL {
+        let step = slot.conn.step(now, observe(socket), &config.timeouts);
+        if let Some(event) = step.event {
+            count(counters, event);
+        }
+        match step.action {
+            Action::Wait => break,
+            Action::Listen => {
+                // listen() only fails on port 0 (checked at construction) or an open socket,
+                // which the state machine never asks for.
+                if socket.listen(config.port).is_err() {
+                    socket.abort();
+                    break;
+                }
+                configure(socket, config);
+                slot.conn.listening();
+            }
+            Action::Echo { max } => {
+                let moved = echo(socket, max);
+                slot.conn.echoed(now, moved);
+                bump(&mut counters.bytes_in, moved as u64);
+                bump(&mut counters.bytes_out, moved as u64);
+                if moved == 0 {
+                    break;
+                }
+            }
+            Action::Close => socket.close(),
+            Action::Abort => socket.abort(),
+        }
+        acted = true;
+    }
+    acted
+}
+
+fn count(counters: &mut TcpCounters, event: Event) {
+    let counter = match event {
+        Event::Accepted => &mut counters.accepted,
+        Event::HandshakeTimeout => &mut counters.handshake_timeouts,
+        Event::Closed(CloseReason::Graceful) => &mut counters.closed,
+        Event::Closed(CloseReason::Reset) => &mut counters.reset,
+        Event::Closed(CloseReason::IdleTimeout) => &mut counters.timed_out,
+    };
+    bump(counter, 1);
+}
+
+/// What the state machine needs to know of `socket`.
+pub(crate) fn observe(socket: &tcp::Socket<'_>) -> Observation {
+    use tcp::State;
+    let link = match socket.state() {
+        State::Listen => Link::Listening,
+        State::SynSent | State::SynReceived => Link::Handshake,
+        State::Established => Link::Open,
+        State::CloseWait => Link::PeerClosed,
+        State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck => Link::Finishing,
+        State::TimeWait => Link::Done,
+        State::Closed if socket.remote_endpoint().is_some() => Link::ResetPending,
+        State::Closed => Link::Done,
+    };
+    Observation {
+        link,
+        rx_queued: socket.recv_queue(),
+        tx_queued: socket.send_queue(),
+        tx_free: socket.send_capacity().saturating_sub(socket.send_queue()),
+    }
+}
+
+/// Move up to `max` bytes from the receive to the transmit buffer; returns how many moved.
+///
+/// `max` never exceeds the transmit room observed just before, and nothing else writes to the
+/// transmit buffer in between, so every byte taken is queued.
+fn echo(socket: &mut tcp::Socket<'_>, max: usize) -> usize {
+    let mut chunk = [0u8; ECHO_CHUNK];
+    let mut moved = 0usize;
+    while moved < max {
+        let want = (max - moved).min(ECHO_CHUNK);
+        let Some(buf) = chunk.get_mut(..want) else {
+            break;
+        };
+        let taken = match socket.recv_slice(buf) {
+            Ok(n) => n,
+            Err(_) => break,
+        };
+        let Some(data) = buf.get(..taken) else {
+            break;
+        };
+        if taken == 0 || socket.send_slice(data).unwrap_or(0) != taken {
+            break;
+        }
+        moved += taken;
+    }
+    moved
+}

@@ -1,0 +1,187 @@
+//! The UDP echo server: one smoltcp UDP socket that returns every datagram to its sender.
+//!
+//! A datagram is echoed whole or not at all. When the transmit buffer has no room for it, it
+//! is dropped and counted; the server never waits, so UDP load can never hold up TCP.
+
+use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::socket::udp;
+use smoltcp::time::Instant;
+
+use crate::counters::{UdpCounters, bump};
+use crate::sockets::{Sockets, find_mut};
+use crate::Error;
+
+/// Buffers of a UDP echo service: `PACKETS` datagrams and `BYTES` payload bytes in each
+/// direction, plus a `BYTES` scratch buffer that holds one datagram while it is turned around.
+///
+/// The largest datagram echoed is `BYTES` bytes. Build it with the `const fn`
+/// [`new`](Self::new) so it can live in a `static`.
+#[derive(Debug)]
+pub struct UdpEchoStorage<const PACKETS: usize, const BYTES: usize> {
+    rx_meta: [udp::PacketMetadata; PACKETS],
+    rx_payload: [u8; BYTES],
+    tx_meta: [udp::PacketMetadata; PACKETS],
+    tx_payload: [u8; BYTES],
+    scratch: [u8; BYTES],
+}
+
+impl<const PACKETS: usize, const BYTES: usize> UdpEchoStorage<PACKETS, BYTES> {
+    /// Empty buffers.
+    pub const fn new() -> Self {
+        Self {
+            rx_meta: [udp::PacketMetadata::EMPTY; PACKETS],
+            rx_payload: [0; BYTES],
+            tx_meta: [udp::PacketMetadata::EMPTY; PACKETS],
+            tx_payload: [0; BYTES],
+            scratch: [0; BYTES],
+        }
+    }
+}
+
+impl<const PACKETS: usize, const BYTES: usize> Default for UdpEchoStorage<PACKETS, BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Settings of the UDP echo server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct UdpConfig {
+    /// The service port.
+    pub port: u16,
+}
+
+impl UdpConfig {
+    /// Port 7.
+    pub const DEFAULT: Self = Self { port: 7 };
+
+    /// Another port.
+    pub const fn on_port(port: u16) -> Self {
+        Self { port }
+    }
+}
+
+impl Default for UdpConfig {
+    fn default() -> Self {
+        Self::DEFAULT
+    }
+}
+
+/// A UDP echo server; see the [module docs](self).
+#[derive(Debug)]
+pub struct UdpEchoServer<'a> {
+    config: UdpConfig,
+    handle: SocketHandle,
+    scratch: &'a mut [u8],
+    counters: UdpCounters,
+}
+
+impl<'a> UdpEchoServer<'a> {
+    /// Create and bind the service's socket in `sockets`, over the buffers of `storage`.
+    pub fn new<const PACKETS: usize, const BYTES: usize>(
+        config: UdpConfig,
+        storage: &'a mut UdpEchoStorage<PACKETS, BYTES>,
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
+        if config.port == 0 {
+            return Err(Error::InvalidPort);
+        }
+        if PACKETS == 0 || BYTES == 0 {
+            return Err(Error::BufferTooSmall);
+        }
+        if sockets.free() == 0 {
+            return Err(Error::SocketSetFull);
+        }
+        let UdpEchoStorage {
+            rx_meta,
+            rx_payload,
+            tx_meta,
+            tx_payload,
+            scratch,
+        } = storage;
+        let mut socket = udp::Socket::new(
+            udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]),
+            udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]),
+        );
+        socket.bind(config.port).map_err(|_| Error::Bind)?;
+        let handle = sockets.add(socket)?;
+        Ok(Self {
+            config,
+            handle,
+            scratch: &mut scratch[..],
+            counters: UdpCounters::default(),
+        })
+    }
+
+    /// The settings the server runs with.
+    pub fn config(&self) -> &UdpConfig {
+        &self.config
+    }
+
+    /// The counters so far.
+    pub fn counters(&self) -> UdpCounters {
+        self.counters
+    }
+
+    /// The service's socket handle.
+    pub fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+
+    /// Poll the interface, then echo. Returns whether anything progressed.
+    pub fn poll<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut D,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let polled = iface.poll(now, device, sockets) != smoltcp::iface::PollResult::None;
+        self.service(sockets) | polled
+    }
+
+    /// Echo every queued datagram that fits in the transmit buffer; drop (and count) the rest.
+    /// Returns whether any datagram was handled.
+    pub fn service(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+        let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) else {
+            return false;
+        };
+        let mut handled = false;
+        while socket.can_recv() {
+            let (len, meta) = match socket.recv_slice(self.scratch) {
+                Ok(got) => got,
+                Err(udp::RecvError::Truncated) => {
+                    // Larger than the scratch buffer: smoltcp dropped it.
+                    bump(&mut self.counters.datagrams_in, 1);
+                    bump(&mut self.counters.dropped, 1);
+                    handled = true;
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            handled = true;
+            bump(&mut self.counters.datagrams_in, 1);
+            bump(&mut self.counters.bytes_in, len as u64);
+            let Some(datagram) = self.scratch.get(..len) else {
+                bump(&mut self.counters.dropped, 1);
+                continue;
+            };
+            // Reply from the address the datagram was sent to, so multi-homed nodes answer
+            // from the right source.
+            let reply = udp::UdpMetadata {
+                local_address: meta.local_address,
+                ..meta.endpoint.into()
+            };
+            match socket.send_slice(datagram, reply) {
+                Ok(()) => {
+                    bump(&mut self.counters.datagrams_out, 1);
+                    bump(&mut self.counters.bytes_out, len as u64);
+                }
+                Err(_) => bump(&mut self.counters.dropped, 1),
+            }
+        }
+        handled
+    }
+}
