@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The core: formatting, lints, docs, the test suite (README's test command), embedded builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi >/dev/null
+
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
+
+# The README's test command.
+cargo test
+
+# The embedded builds: no std, no alloc anywhere in the tree.
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+  cargo build --lib --no-default-features --target "$target"
+  cargo build --lib --target "$target"
+  if cargo tree -e features --no-default-features --target "$target" --edges normal \
+      | grep -E '"(std|alloc)"|feature "(std|alloc)"'; then
+    echo "error: std or alloc enabled in the embedded dependency tree for $target" >&2
+    exit 1
+  fi
+done
+echo "core checks passed"

@@ -1,0 +1,293 @@
+//! A two-host world on the simulated link: an echo node (server, side A) and a client host
+//! (side B), with a manual clock. Storage is leaked so it can be `'static`, as in firmware.
+
+#![allow(dead_code)]
+
+use smolecho::sim::{self, Link, Side};
+use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
+use smolecho::smoltcp::time::{Duration, Instant};
+use smolecho::smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv6Address};
+use smolecho::tcp_client::TcpClientState;
+use smolecho::{
+    EchoNode, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpEchoStorage,
+    TcpOutcome, UdpClientConfig, UdpClientStorage, UdpConfig, UdpEchoClient, UdpEchoStorage,
+};
+
+pub const PORT: u16 = 7;
+pub const SERVER_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+pub const CLIENT_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+pub const SERVER_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+pub const CLIENT_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
+
+/// Frames each direction of the link can hold.
+pub const LINK_FRAMES: usize = 128;
+
+pub fn leak<T>(value: T) -> &'static mut T {
+    Box::leak(Box::new(value))
+}
+
+pub fn server_v4() -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv4(SERVER_V4), PORT)
+}
+
+pub fn server_v6() -> IpEndpoint {
+    IpEndpoint::new(IpAddress::Ipv6(SERVER_V6), PORT)
+}
+
+pub struct World<const SLOTS: usize> {
+    pub now: Instant,
+    pub link: Box<Link<LINK_FRAMES>>,
+    pub server_iface: Interface,
+    pub server_sockets: Sockets<'static>,
+    pub node: EchoNode<'static, SLOTS>,
+    pub client_iface: Interface,
+    pub client_sockets: Sockets<'static>,
+}
+
+/// A client-side actor the world drives every step.
+pub trait Actor {
+    /// Advance; return whether anything progressed.
+    fn step(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool;
+    /// The actor's next deadline.
+    fn poll_at(&self) -> Option<Instant>;
+}
+
+impl<const SLOTS: usize> World<SLOTS> {
+    /// A world with a server of `SLOTS` slots, `RX`/`TX` bytes each, and a UDP service with
+    /// 8 datagrams of `UDP` bytes.
+    pub fn new<const RX: usize, const TX: usize, const UDP: usize>(tcp: TcpConfig) -> Self {
+        Self::with_udp::<RX, TX, 8, UDP>(tcp)
+    }
+
+    pub fn with_udp<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
+        tcp: TcpConfig,
+    ) -> Self {
+        let now = Instant::ZERO;
+        let mut link = Box::new(Link::new());
+        let addrs_s = [
+            IpCidr::new(IpAddress::Ipv4(SERVER_V4), 24),
+            IpCidr::new(IpAddress::Ipv6(SERVER_V6), 64),
+        ];
+        let addrs_c = [
+            IpCidr::new(IpAddress::Ipv4(CLIENT_V4), 24),
+            IpCidr::new(IpAddress::Ipv6(CLIENT_V6), 64),
+        ];
+        let server_iface = sim::interface(&mut link.end(Side::A), 1, &addrs_s, now);
+        let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
+        let mut server_sockets =
+            Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
+        let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
+        let node = EchoNode::new(
+            (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
+            (UdpConfig::on_port(PORT), leak(UdpEchoStorage::<PACKETS, UDP>::new())),
+            &mut server_sockets,
+        )
+        .expect("node fits");
+        Self {
+            now,
+            link,
+            server_iface,
+            server_sockets,
+            node,
+            client_iface,
+            client_sockets,
+        }
+    }
+
+    /// One round: server, then clients, then the actors. Returns whether anything moved.
+    pub fn step(&mut self, actors: &mut [&mut dyn Actor]) -> bool {
+        let now = self.now;
+        let mut moved = self.node.poll(
+            now,
+            &mut self.server_iface,
+            &mut self.link.end(Side::A),
+            &mut self.server_sockets,
+        );
+        for _ in 0..4 {
+            let polled = self.client_iface.poll(now, &mut self.link.end(Side::B), &mut self.client_sockets)
+                != smolecho::smoltcp::iface::PollResult::None;
+            let mut acted = false;
+            for actor in actors.iter_mut() {
+                acted |= actor.step(now, &mut self.client_iface, &mut self.client_sockets);
+            }
+            moved |= polled | acted;
+            if !acted {
+                break;
+            }
+        }
+        moved
+    }
+
+    /// The next instant anything needs attention, if the link is idle.
+    fn next_deadline(&mut self, actors: &[&mut dyn Actor]) -> Option<Instant> {
+        let mut at = self
+            .node
+            .poll_at(self.now, &mut self.server_iface, &self.server_sockets);
+        let mut merge = |t: Option<Instant>| {
+            at = match (at, t) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        };
+        merge(self.client_iface.poll_at(self.now, &self.client_sockets));
+        for actor in actors {
+            merge(actor.poll_at());
+        }
+        at
+    }
+
+    /// Run until `done` holds or `limit` of simulated time passes. Time moves 1 ms per round
+    /// while frames are in flight and jumps to the next deadline when the link is idle.
+    /// Returns whether `done` held.
+    pub fn run_until(
+        &mut self,
+        actors: &mut [&mut dyn Actor],
+        limit: Duration,
+        mut done: impl FnMut(&mut Self) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now <= end {
+            let moved = self.step(actors);
+            if done(self) {
+                return true;
+            }
+            let tick = self.now + Duration::from_millis(1);
+            self.now = if moved || !self.link.is_idle() {
+                tick
+            } else {
+                match self.next_deadline(actors) {
+                    Some(at) if at > tick => at.min(end + Duration::from_millis(1)),
+                    Some(_) => tick,
+                    None => end + Duration::from_millis(1),
+                }
+            };
+        }
+        false
+    }
+
+    /// Run for `span` of simulated time.
+    pub fn run_for(&mut self, actors: &mut [&mut dyn Actor], span: Duration) {
+        self.run_until(actors, span, |_| false);
+    }
+}
+
+/// A TCP echo client as an actor that connects on its first step at or after `start_at`.
+pub struct TcpRun {
+    pub client: TcpEchoClient<'static>,
+    pub remote: IpEndpoint,
+    pub local_port: u16,
+    pub message: &'static [u8],
+    pub start_at: Instant,
+    pub started: bool,
+}
+
+impl TcpRun {
+    pub fn new<const RX: usize, const TX: usize>(
+        sockets: &mut Sockets<'static>,
+        config: TcpClientConfig,
+        remote: IpEndpoint,
+        local_port: u16,
+        message: &'static [u8],
+    ) -> Self {
+        let client = TcpEchoClient::new(config, leak(TcpClientStorage::<RX, TX>::new()), sockets)
+            .expect("client fits");
+        Self {
+            client,
+            remote,
+            local_port,
+            message,
+            start_at: Instant::ZERO,
+            started: false,
+        }
+    }
+
+    pub fn outcome(&self) -> Option<TcpOutcome> {
+        if self.started { self.client.outcome() } else { None }
+    }
+
+    /// Finished: outcome known and the close handshake over.
+    pub fn finished(&self) -> bool {
+        self.started && self.client.state() == TcpClientState::Idle
+    }
+}
+
+impl Actor for TcpRun {
+    fn step(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool {
+        if !self.started {
+            if now < self.start_at {
+                return false;
+            }
+            self.client
+                .connect(now, iface, sockets, self.remote, self.local_port, self.message)
+                .expect("connect");
+            self.started = true;
+            return true;
+        }
+        self.client.service(now, sockets)
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        if self.started { self.client.poll_at() } else { Some(self.start_at) }
+    }
+}
+
+/// A UDP echo client as an actor that sends on its first step.
+pub struct UdpRun {
+    pub client: UdpEchoClient<'static>,
+    pub remote: IpEndpoint,
+    pub message: &'static [u8],
+    pub started: bool,
+}
+
+impl UdpRun {
+    pub fn new<const BYTES: usize>(
+        sockets: &mut Sockets<'static>,
+        config: UdpClientConfig,
+        local_port: u16,
+        remote: IpEndpoint,
+        message: &'static [u8],
+    ) -> Self {
+        let client = UdpEchoClient::new(
+            config,
+            local_port,
+            leak(UdpClientStorage::<4, BYTES>::new()),
+            sockets,
+        )
+        .expect("client fits");
+        Self {
+            client,
+            remote,
+            message,
+            started: false,
+        }
+    }
+}
+
+impl Actor for UdpRun {
+    fn step(&mut self, now: Instant, _iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool {
+        if !self.started {
+            self.client.send(now, sockets, self.remote, self.message).expect("send");
+            self.started = true;
+            return true;
+        }
+        self.client.service(now, sockets)
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.client.poll_at()
+    }
+}
+
+/// A deterministic byte pattern that does not repeat at buffer-sized periods.
+pub fn pattern(len: usize) -> &'static [u8] {
+    let mut x: u32 = 0x1234_5678;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    Box::leak(bytes.into_boxed_slice())
+}
