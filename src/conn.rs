@@ -252,9 +252,7 @@ impl EchoConn {
                     let step = self.listen_step(obs);
                     Step::with(step.action, Event::Closed(CloseReason::Graceful))
                 }
-                Link::ResetPending | Link::Listening | Link::Handshake => {
-                    self.peer_reset(now, obs)
-                }
+                Link::ResetPending | Link::Listening | Link::Handshake => self.peer_reset(now, obs),
                 Link::Open | Link::PeerClosed | Link::Finishing => {
                     self.note_activity(now, obs);
                     self.idle_check(now, timeouts)

@@ -176,7 +176,7 @@ fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
         Medium::Ethernet => {
             let eth = smoltcp::wire::EthernetFrame::new_checked(frame).ok()?;
             match eth.ethertype() {
-                                smoltcp::wire::EthernetProtocol::Ipv4 => ipv4_payload(eth.payload()),
+                smoltcp::wire::EthernetProtocol::Ipv4 => ipv4_payload(eth.payload()),
                 #[cfg(feature = "proto-ipv6")]
                 smoltcp::wire::EthernetProtocol::Ipv6 => ipv6_payload(eth.payload()),
                 _ => None,
@@ -185,7 +185,7 @@ fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
         // Raw IP: the version nibble tells the family.
         #[cfg(feature = "medium-ip")]
         Medium::Ip => match frame.first().map(|b| b >> 4) {
-                        Some(4) => ipv4_payload(frame),
+            Some(4) => ipv4_payload(frame),
             #[cfg(feature = "proto-ipv6")]
             Some(6) => ipv6_payload(frame),
             _ => None,

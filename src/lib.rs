@@ -70,7 +70,6 @@
     )
 )]
 
-
 pub mod conn;
 pub mod counters;
 mod error;
@@ -90,7 +89,9 @@ pub use error::Error;
 pub use gate::{Overflow, SynGate};
 pub use node::EchoNode;
 pub use sockets::Sockets;
-pub use tcp_client::{DEFAULT_MESSAGE, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome};
+pub use tcp_client::{
+    DEFAULT_MESSAGE, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome,
+};
 pub use tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 pub use udp_client::{UdpClientConfig, UdpClientStorage, UdpEchoClient, UdpOutcome};
 pub use udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};

@@ -4,15 +4,11 @@ use smoltcp::iface::{Interface, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
+use crate::Error;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::sockets::Sockets;
 use crate::tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
-use crate::Error;
-
-/// Interface polls per [`EchoNode::poll`]: ingress, echo, and the egress of what was echoed,
-/// repeated while there is work, but never unbounded.
-const ROUNDS_PER_POLL: usize = 4;
 
 /// A TCP echo server with `SLOTS` slots and a UDP echo server, polled together.
 #[derive(Debug)]
@@ -66,21 +62,19 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
         device: &mut D,
         sockets: &mut SocketSet<'_>,
     ) -> bool {
-        let mut progressed = false;
-        for _ in 0..ROUNDS_PER_POLL {
-            let polled = self.tcp.poll_interface(now, iface, device, sockets);
-            let served = self.tcp.service(now, sockets) | self.udp.service(sockets);
-            progressed |= polled | served;
-            if !served {
-                break;
-            }
-        }
-        progressed
+        let udp = &mut self.udp;
+        self.tcp
+            .pump(now, iface, device, sockets, |sockets| udp.service(sockets))
     }
 
     /// When [`poll`](Self::poll) must run next without network activity (`None`: only when a
     /// frame arrives). May be in the past: then poll at once.
-    pub fn poll_at(&self, now: Instant, iface: &mut Interface, sockets: &SocketSet<'_>) -> Option<Instant> {
+    pub fn poll_at(
+        &self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &SocketSet<'_>,
+    ) -> Option<Instant> {
         match (iface.poll_at(now, sockets), self.tcp.poll_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -89,7 +83,12 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
 
     /// How long the caller may sleep before [`poll`](Self::poll) (`None`: until a frame
     /// arrives).
-    pub fn poll_delay(&self, now: Instant, iface: &mut Interface, sockets: &SocketSet<'_>) -> Option<Duration> {
+    pub fn poll_delay(
+        &self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &SocketSet<'_>,
+    ) -> Option<Duration> {
         self.poll_at(now, iface, sockets)
             .map(|at| crate::conn::elapsed(now, at))
     }

@@ -45,6 +45,8 @@ pub struct Link<const N: usize> {
     to_a: Deque<Frame, N>,
     to_b: Deque<Frame, N>,
     stats: LinkStats,
+    /// Sides whose NIC transmit ring is "full": `transmit` offers no token.
+    paused: [bool; 2],
 }
 
 impl<const N: usize> Default for Link<N> {
@@ -64,19 +66,30 @@ impl<const N: usize> Link<N> {
                 bytes: 0,
                 overflowed: 0,
             },
+            paused: [false; 2],
+        }
+    }
+
+    /// Make `side`'s transmit ring look full (`true`) or drain again (`false`). While paused,
+    /// smoltcp cannot dispatch from that side's sockets, so their transmit buffers fill up.
+    pub fn pause_egress(&mut self, side: Side, paused: bool) {
+        match side {
+            Side::A => self.paused[0] = paused,
+            Side::B => self.paused[1] = paused,
         }
     }
 
     /// Lend one end as a device.
     pub fn end(&mut self, side: Side) -> End<'_, N> {
-        let (inbound, outbound) = match side {
-            Side::A => (&mut self.to_a, &mut self.to_b),
-            Side::B => (&mut self.to_b, &mut self.to_a),
+        let (inbound, outbound, paused) = match side {
+            Side::A => (&mut self.to_a, &mut self.to_b, self.paused[0]),
+            Side::B => (&mut self.to_b, &mut self.to_a, self.paused[1]),
         };
         End {
             inbound,
             outbound,
             stats: &mut self.stats,
+            paused,
         }
     }
 
@@ -109,7 +122,11 @@ impl<const N: usize> Link<N> {
     }
 }
 
-fn deliver<const N: usize>(queue: &mut Deque<Frame, N>, stats: &mut LinkStats, frame: &[u8]) -> bool {
+fn deliver<const N: usize>(
+    queue: &mut Deque<Frame, N>,
+    stats: &mut LinkStats,
+    frame: &[u8],
+) -> bool {
     let Ok(frame) = Frame::from_slice(frame) else {
         stats.overflowed = stats.overflowed.wrapping_add(1);
         return false;
@@ -130,6 +147,7 @@ pub struct End<'l, const N: usize> {
     inbound: &'l mut Deque<Frame, N>,
     outbound: &'l mut Deque<Frame, N>,
     stats: &'l mut LinkStats,
+    paused: bool,
 }
 
 impl<const N: usize> Device for End<'_, N> {
@@ -154,6 +172,9 @@ impl<const N: usize> Device for End<'_, N> {
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        if self.paused {
+            return None;
+        }
         Some(TxToken {
             queue: self.outbound,
             stats: self.stats,

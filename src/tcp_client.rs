@@ -9,9 +9,9 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
+use crate::Error;
 use crate::conn::{elapsed, later};
 use crate::sockets::{Sockets, find_mut};
-use crate::Error;
 
 /// The seed's default message.
 pub const DEFAULT_MESSAGE: &[u8] = b"Hello, echo server!";
@@ -279,9 +279,7 @@ impl<'m> TcpEchoClient<'m> {
                 }
             }
         }
-        if self.state != TcpClientState::Idle
-            && now >= later(self.started, self.config.timeout)
-        {
+        if self.state != TcpClientState::Idle && now >= later(self.started, self.config.timeout) {
             socket.abort();
             if self.state == TcpClientState::Closing {
                 // The echo was complete; only the close was slow. Keep the success.

@@ -9,19 +9,23 @@
 //! them, so a client that stops reading fills its receive window, smoltcp advertises a zero
 //! window, and the client's kernel waits. Nothing grows and nothing is dropped.
 
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::socket::{AnySocket, tcp};
 use smoltcp::time::{Duration, Instant};
 
+use crate::Error;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Timeouts};
 use crate::counters::{TcpCounters, bump};
 use crate::gate::{GateState, Overflow, SynGate};
 use crate::sockets::Sockets;
-use crate::Error;
 
 /// Bytes moved per copy when echoing (the scratch buffer lives on the stack).
 const ECHO_CHUNK: usize = 1024;
+
+/// Bound on frames taken from the device in one poll, so a flood cannot starve the caller;
+/// a poll that stops there asks to be called again at once (see `poll_at`).
+const MAX_FRAMES_PER_POLL: usize = 1024;
 
 /// Bound on state-machine steps per slot per poll, so one slot cannot starve the others.
 const STEPS_PER_POLL: usize = 8;
@@ -109,6 +113,8 @@ pub struct TcpEchoServer<const SLOTS: usize> {
     slots: [Slot; SLOTS],
     gate: GateState,
     counters: TcpCounters,
+    /// The last poll stopped at `MAX_FRAMES_PER_POLL` with frames still waiting.
+    backlog: bool,
 }
 
 impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
@@ -158,6 +164,7 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             slots,
             gate: GateState::new(config.port, config.overflow),
             counters: TcpCounters::default(),
+            backlog: false,
         };
         // Listen at once, so the first SYN finds a listener.
         server.service(Instant::ZERO, sockets);
@@ -188,8 +195,9 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         self.slots.iter().map(|s| s.handle)
     }
 
-    /// Poll the interface through the SYN gate, then serve every slot. Returns whether
-    /// anything progressed.
+    /// Receive, echo and transmit: one pass of the interface through the SYN gate, with the
+    /// slots served after every frame that changed a socket. Returns whether anything
+    /// progressed.
     pub fn poll<D: Device + ?Sized>(
         &mut self,
         now: Instant,
@@ -197,22 +205,55 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         device: &mut D,
         sockets: &mut SocketSet<'_>,
     ) -> bool {
-        let polled = self.poll_interface(now, iface, device, sockets);
-        self.service(now, sockets) | polled
+        self.pump(now, iface, device, sockets, |_| false)
     }
 
-    /// Run `Interface::poll` with the SYN gate in front of `device`. Use this (rather than a
-    /// plain `iface.poll`) when driving the server without [`poll`](Self::poll).
-    pub fn poll_interface<D: Device + ?Sized>(
+    /// The poll loop shared with [`EchoNode`](crate::EchoNode): `also` serves the node's
+    /// other services at the same points as the slots.
+    ///
+    /// Frames are taken one at a time (`poll_ingress_single`) and the slots are served after
+    /// each one that changed a socket. A slot freed by one frame (the ACK of our FIN) thus
+    /// listens again before the next frame (a client's new SYN) is processed: back-to-back
+    /// connections never meet a missing listener. The SYN gate's budget is recounted before
+    /// every frame, so it is exact.
+    pub(crate) fn pump<D: Device + ?Sized>(
         &mut self,
         now: Instant,
         iface: &mut Interface,
         device: &mut D,
         sockets: &mut SocketSet<'_>,
+        mut also: impl FnMut(&mut SocketSet<'_>) -> bool,
     ) -> bool {
-        self.gate.budget = self.listening(sockets);
-        let mut gated = SynGate::new(device, &mut self.gate);
-        iface.poll(now, &mut gated, sockets) != smoltcp::iface::PollResult::None
+        iface.poll_maintenance(now);
+        let mut progressed = self.service(now, sockets) | also(sockets);
+        self.backlog = true;
+        for _ in 0..MAX_FRAMES_PER_POLL {
+            self.gate.budget = self.listening(sockets);
+            let mut gated = SynGate::new(device, &mut self.gate);
+            match iface.poll_ingress_single(now, &mut gated, sockets) {
+                PollIngressSingleResult::None => {
+                    self.backlog = false;
+                    break;
+                }
+                PollIngressSingleResult::PacketProcessed => progressed = true,
+                PollIngressSingleResult::SocketStateChanged => {
+                    progressed = true;
+                    self.service(now, sockets);
+                    also(sockets);
+                }
+            }
+        }
+        for _ in 0..MAX_FRAMES_PER_POLL {
+            if iface.poll_egress(now, device, sockets) == PollResult::None {
+                break;
+            }
+            progressed = true;
+            // Egress can change socket state (a retransmission timeout, an RST sent).
+            if !(self.service(now, sockets) | also(sockets)) {
+                break;
+            }
+        }
+        progressed
     }
 
     /// Serve every slot once: echo what can be echoed, close, abort or re-listen. Returns
@@ -232,7 +273,11 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
     }
 
     /// The earliest instant at which a slot needs service without network activity.
+    /// `Instant::ZERO` (at once) when the last poll left frames in the device.
     pub fn poll_at(&self) -> Option<Instant> {
+        if self.backlog {
+            return Some(Instant::ZERO);
+        }
         self.slots
             .iter()
             .filter_map(|s| s.conn.deadline(&self.config.timeouts))

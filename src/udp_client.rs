@@ -9,9 +9,9 @@ use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::IpEndpoint;
 
+use crate::Error;
 use crate::conn::{elapsed, later};
 use crate::sockets::{Sockets, find_mut};
-use crate::Error;
 
 /// Socket buffers of one UDP echo client: `PACKETS` datagrams and `BYTES` payload bytes in
 /// each direction. The largest message is `BYTES` bytes.
@@ -224,14 +224,25 @@ impl<'m> UdpEchoClient<'m> {
                     attempts: pending.attempt,
                 });
             } else {
-                self.transmit(socket, now, pending.remote, pending.attempt.saturating_add(1));
+                self.transmit(
+                    socket,
+                    now,
+                    pending.remote,
+                    pending.attempt.saturating_add(1),
+                );
             }
             progressed = true;
         }
         progressed
     }
 
-    fn transmit(&mut self, socket: &mut udp::Socket<'_>, now: Instant, remote: IpEndpoint, attempt: u32) {
+    fn transmit(
+        &mut self,
+        socket: &mut udp::Socket<'_>,
+        now: Instant,
+        remote: IpEndpoint,
+        attempt: u32,
+    ) {
         match socket.send_slice(self.message, remote) {
             Ok(()) => {
                 self.pending = Some(Pending {
@@ -240,7 +251,9 @@ impl<'m> UdpEchoClient<'m> {
                     sent_at: now,
                 })
             }
-            Err(udp::SendError::BufferFull) if socket.payload_send_capacity() >= self.message.len() => {
+            Err(udp::SendError::BufferFull)
+                if socket.payload_send_capacity() >= self.message.len() =>
+            {
                 // Earlier datagrams still queued: count this attempt as sent and retry later.
                 self.pending = Some(Pending {
                     remote,

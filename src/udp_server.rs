@@ -8,9 +8,9 @@ use smoltcp::phy::Device;
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 
+use crate::Error;
 use crate::counters::{UdpCounters, bump};
 use crate::sockets::{Sockets, find_mut};
-use crate::Error;
 
 /// Buffers of a UDP echo service: `PACKETS` datagrams and `BYTES` payload bytes in each
 /// direction, plus a `BYTES` scratch buffer that holds one datagram while it is turned around.

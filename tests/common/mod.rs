@@ -47,9 +47,18 @@ pub struct World<const SLOTS: usize> {
 /// A client-side actor the world drives every step.
 pub trait Actor {
     /// Advance; return whether anything progressed.
-    fn step(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool;
+    fn step(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool;
     /// The actor's next deadline.
     fn poll_at(&self) -> Option<Instant>;
+    /// Whether the actor is done (the world stops when every actor is).
+    fn finished(&self) -> bool {
+        false
+    }
 }
 
 impl<const SLOTS: usize> World<SLOTS> {
@@ -74,12 +83,14 @@ impl<const SLOTS: usize> World<SLOTS> {
         ];
         let server_iface = sim::interface(&mut link.end(Side::A), 1, &addrs_s, now);
         let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
-        let mut server_sockets =
-            Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
+        let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
         let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
         let node = EchoNode::new(
             (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
-            (UdpConfig::on_port(PORT), leak(UdpEchoStorage::<PACKETS, UDP>::new())),
+            (
+                UdpConfig::on_port(PORT),
+                leak(UdpEchoStorage::<PACKETS, UDP>::new()),
+            ),
             &mut server_sockets,
         )
         .expect("node fits");
@@ -104,8 +115,10 @@ impl<const SLOTS: usize> World<SLOTS> {
             &mut self.server_sockets,
         );
         for _ in 0..4 {
-            let polled = self.client_iface.poll(now, &mut self.link.end(Side::B), &mut self.client_sockets)
-                != smolecho::smoltcp::iface::PollResult::None;
+            let polled =
+                self.client_iface
+                    .poll(now, &mut self.link.end(Side::B), &mut self.client_sockets)
+                    != smolecho::smoltcp::iface::PollResult::None;
             let mut acted = false;
             for actor in actors.iter_mut() {
                 acted |= actor.step(now, &mut self.client_iface, &mut self.client_sockets);
@@ -136,7 +149,7 @@ impl<const SLOTS: usize> World<SLOTS> {
         at
     }
 
-    /// Run until `done` holds or `limit` of simulated time passes. Time moves 1 ms per round
+    /// Run until `done` holds, every actor finished, or `limit` of simulated time passes. Time moves 1 ms per round
     /// while frames are in flight and jumps to the next deadline when the link is idle.
     /// Returns whether `done` held.
     pub fn run_until(
@@ -148,7 +161,7 @@ impl<const SLOTS: usize> World<SLOTS> {
         let end = self.now + limit;
         while self.now <= end {
             let moved = self.step(actors);
-            if done(self) {
+            if done(self) || (!actors.is_empty() && actors.iter().all(|a| a.finished())) {
                 return true;
             }
             let tick = self.now + Duration::from_millis(1);
@@ -179,6 +192,11 @@ pub struct TcpRun {
     pub message: &'static [u8],
     pub start_at: Instant,
     pub started: bool,
+    /// Runs still to start back-to-back, each from the next local port, in the same step
+    /// the previous one finished (so its last ACK and the new SYN leave together).
+    pub repeats: u32,
+    /// Outcomes of the finished runs, oldest first.
+    pub outcomes: Vec<TcpOutcome>,
 }
 
 impl TcpRun {
@@ -198,36 +216,82 @@ impl TcpRun {
             message,
             start_at: Instant::ZERO,
             started: false,
+            repeats: 0,
+            outcomes: Vec::new(),
         }
     }
 
     pub fn outcome(&self) -> Option<TcpOutcome> {
-        if self.started { self.client.outcome() } else { None }
+        if self.started {
+            self.client.outcome()
+        } else {
+            None
+        }
     }
 
     /// Finished: outcome known and the close handshake over.
     pub fn finished(&self) -> bool {
-        self.started && self.client.state() == TcpClientState::Idle
+        self.started && self.repeats == 0 && self.client.state() == TcpClientState::Idle
     }
 }
 
 impl Actor for TcpRun {
-    fn step(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool {
+    fn step(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
         if !self.started {
             if now < self.start_at {
                 return false;
             }
             self.client
-                .connect(now, iface, sockets, self.remote, self.local_port, self.message)
+                .connect(
+                    now,
+                    iface,
+                    sockets,
+                    self.remote,
+                    self.local_port,
+                    self.message,
+                )
                 .expect("connect");
             self.started = true;
             return true;
         }
-        self.client.service(now, sockets)
+        let progressed = self.client.service(now, sockets);
+        if self.client.state() == TcpClientState::Idle && progressed {
+            if let Some(outcome) = self.client.outcome() {
+                self.outcomes.push(outcome);
+            }
+            if self.repeats > 0 {
+                self.repeats -= 1;
+                self.local_port += 1;
+                self.client
+                    .connect(
+                        now,
+                        iface,
+                        sockets,
+                        self.remote,
+                        self.local_port,
+                        self.message,
+                    )
+                    .expect("connect");
+            }
+        }
+        progressed
     }
 
     fn poll_at(&self) -> Option<Instant> {
-        if self.started { self.client.poll_at() } else { Some(self.start_at) }
+        if self.started {
+            self.client.poll_at()
+        } else {
+            Some(self.start_at)
+        }
+    }
+
+    fn finished(&self) -> bool {
+        TcpRun::finished(self)
     }
 }
 
@@ -264,9 +328,16 @@ impl UdpRun {
 }
 
 impl Actor for UdpRun {
-    fn step(&mut self, now: Instant, _iface: &mut Interface, sockets: &mut SocketSet<'static>) -> bool {
+    fn step(
+        &mut self,
+        now: Instant,
+        _iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
         if !self.started {
-            self.client.send(now, sockets, self.remote, self.message).expect("send");
+            self.client
+                .send(now, sockets, self.remote, self.message)
+                .expect("send");
             self.started = true;
             return true;
         }
@@ -275,6 +346,10 @@ impl Actor for UdpRun {
 
     fn poll_at(&self) -> Option<Instant> {
         self.client.poll_at()
+    }
+
+    fn finished(&self) -> bool {
+        self.started && !self.client.is_waiting()
     }
 }
 
@@ -290,4 +365,113 @@ pub fn pattern(len: usize) -> &'static [u8] {
         })
         .collect();
     Box::leak(bytes.into_boxed_slice())
+}
+
+/// A hand-driven TCP peer: it streams `message` as the window allows, reads only while
+/// `reading` is set, and checks what it reads against the message.
+pub struct RawTcp {
+    pub handle: smolecho::smoltcp::iface::SocketHandle,
+    pub remote: IpEndpoint,
+    pub local_port: u16,
+    pub message: &'static [u8],
+    pub sent: usize,
+    pub received: usize,
+    pub reading: bool,
+    pub mismatch: bool,
+    pub connected: bool,
+}
+
+impl RawTcp {
+    pub fn new<const RX: usize, const TX: usize>(
+        sockets: &mut Sockets<'static>,
+        remote: IpEndpoint,
+        local_port: u16,
+        message: &'static [u8],
+    ) -> Self {
+        use smolecho::smoltcp::socket::tcp;
+        let rx = leak([0u8; RX]).as_mut_slice();
+        let tx = leak([0u8; TX]).as_mut_slice();
+        let socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+        let handle = sockets.add(socket).expect("room");
+        Self {
+            handle,
+            remote,
+            local_port,
+            message,
+            sent: 0,
+            received: 0,
+            reading: true,
+            mismatch: false,
+            connected: false,
+        }
+    }
+
+    pub fn socket<'s>(
+        &self,
+        sockets: &'s mut SocketSet<'static>,
+    ) -> &'s mut smolecho::smoltcp::socket::tcp::Socket<'static> {
+        sockets.get_mut(self.handle)
+    }
+}
+
+impl Actor for RawTcp {
+    fn step(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'static>,
+    ) -> bool {
+        let _ = now;
+        let socket: &mut smolecho::smoltcp::socket::tcp::Socket<'static> =
+            sockets.get_mut(self.handle);
+        if !self.connected {
+            socket
+                .connect(iface.context(), self.remote, self.local_port)
+                .expect("connect");
+            self.connected = true;
+            return true;
+        }
+        let mut acted = false;
+        if let Some(rest) = self.message.get(self.sent..)
+            && !rest.is_empty()
+            && socket.can_send()
+        {
+            let n = socket.send_slice(rest).unwrap_or(0);
+            self.sent += n;
+            acted |= n > 0;
+        }
+        if self.reading {
+            while socket.can_recv() {
+                let expected = &self.message[self.received..];
+                let n = socket
+                    .recv(|got| {
+                        let n = got.len();
+                        (
+                            n,
+                            (
+                                n,
+                                got.len() <= expected.len() && got == &expected[..got.len()],
+                            ),
+                        )
+                    })
+                    .map(|(n, ok)| {
+                        if !ok {
+                            self.mismatch = true;
+                        }
+                        n
+                    })
+                    .unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                self.received += n;
+                acted = true;
+            }
+        }
+        acted
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        None
+    }
 }
