@@ -413,3 +413,362 @@ pub(crate) fn later(t: Instant, d: Duration) -> Instant {
     let d = i64::try_from(d.total_micros()).unwrap_or(i64::MAX);
     Instant::from_micros(t.total_micros().saturating_add(d))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: Timeouts = Timeouts {
+        idle: Some(Duration::from_secs(10)),
+        handshake: Some(Duration::from_secs(2)),
+    };
+
+    fn ms(n: u64) -> Instant {
+        Instant::from_millis(n as i64)
+    }
+
+    fn obs(link: Link, rx_queued: usize, tx_queued: usize, tx_free: usize) -> Observation {
+        Observation {
+            link,
+            rx_queued,
+            tx_queued,
+            tx_free,
+        }
+    }
+
+    fn at(link: Link) -> Observation {
+        obs(link, 0, 0, 100)
+    }
+
+    /// A machine that has accepted a connection at t = 0.
+    fn echoing() -> EchoConn {
+        let mut c = listening();
+        let step = c.step(ms(0), at(Link::Open), &T);
+        assert_eq!(step.event, Some(Event::Accepted));
+        assert_eq!(c.phase(), Phase::Echoing);
+        c
+    }
+
+    fn listening() -> EchoConn {
+        let mut c = EchoConn::new();
+        assert_eq!(c.step(ms(0), at(Link::Done), &T).action, Action::Listen);
+        c.listening();
+        assert_eq!(c.phase(), Phase::Listening);
+        c
+    }
+
+    #[test]
+    fn a_fresh_slot_asks_to_listen_and_waits_once_listening() {
+        let mut c = EchoConn::new();
+        assert_eq!(c.phase(), Phase::Unbound);
+        assert_eq!(c.deadline(&T), Some(Instant::ZERO), "needs service at once");
+        assert_eq!(c.step(ms(0), at(Link::Done), &T), Step::act(Action::Listen));
+        c.listening();
+        assert_eq!(
+            c.step(ms(1), at(Link::Listening), &T),
+            Step::act(Action::Wait)
+        );
+        assert_eq!(c.deadline(&T), None, "a listener has no deadline");
+    }
+
+    #[test]
+    fn an_unbound_slot_that_is_already_listening_just_records_it() {
+        let mut c = EchoConn::new();
+        assert_eq!(
+            c.step(ms(0), at(Link::Listening), &T),
+            Step::act(Action::Wait)
+        );
+        assert_eq!(c.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn syn_then_handshake_completion_accepts() {
+        let mut c = listening();
+        assert_eq!(
+            c.step(ms(5), at(Link::Handshake), &T),
+            Step::act(Action::Wait)
+        );
+        assert_eq!(c.phase(), Phase::HalfOpen { since: ms(5) });
+        assert_eq!(c.deadline(&T), Some(ms(2005)));
+        let step = c.step(ms(6), obs(Link::Open, 10, 0, 100), &T);
+        assert_eq!(step, Step::with(Action::Echo { max: 10 }, Event::Accepted));
+        assert!(c.is_active());
+    }
+
+    #[test]
+    fn a_half_open_connection_is_dropped_after_the_handshake_timeout() {
+        let mut c = listening();
+        c.step(ms(0), at(Link::Handshake), &T);
+        assert_eq!(
+            c.step(ms(1999), at(Link::Handshake), &T).action,
+            Action::Wait
+        );
+        let step = c.step(ms(2000), at(Link::Handshake), &T);
+        assert_eq!(step, Step::with(Action::Abort, Event::HandshakeTimeout));
+        assert_eq!(c.phase(), Phase::Aborting { since: ms(2000) });
+        // The RST goes out; the slot listens again.
+        assert_eq!(c.step(ms(2001), at(Link::Done), &T).action, Action::Listen);
+    }
+
+    #[test]
+    fn rst_in_syn_received_returns_to_listening_without_an_event() {
+        let mut c = listening();
+        c.step(ms(0), at(Link::Handshake), &T);
+        assert_eq!(
+            c.step(ms(1), at(Link::Listening), &T),
+            Step::act(Action::Wait)
+        );
+        assert_eq!(c.phase(), Phase::Listening);
+    }
+
+    #[test]
+    fn a_half_open_socket_closed_under_us_listens_again_without_counting_a_close() {
+        let mut c = listening();
+        c.step(ms(0), at(Link::Handshake), &T);
+        assert_eq!(c.step(ms(1), at(Link::Done), &T), Step::act(Action::Listen));
+    }
+
+    #[test]
+    fn without_a_handshake_timeout_a_half_open_slot_waits_forever() {
+        let t = Timeouts {
+            handshake: None,
+            ..T
+        };
+        let mut c = listening();
+        c.step(ms(0), at(Link::Handshake), &t);
+        assert_eq!(
+            c.step(ms(1_000_000), at(Link::Handshake), &t).action,
+            Action::Wait
+        );
+        assert_eq!(c.deadline(&t), None);
+    }
+
+    #[test]
+    fn echo_moves_no_more_than_queued_or_than_fits() {
+        for rx in [0usize, 1, 7, 100, 5000] {
+            for free in [0usize, 1, 7, 100, 5000] {
+                let mut c = echoing();
+                let step = c.step(ms(1), obs(Link::Open, rx, 0, free), &T);
+                match step.action {
+                    Action::Echo { max } => {
+                        assert!(max > 0 && max <= rx && max <= free, "{rx} {free} {max}");
+                        assert_eq!(max, rx.min(free));
+                    }
+                    Action::Wait => assert_eq!(rx.min(free), 0),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn backpressure_waits_while_the_transmit_buffer_is_full() {
+        let mut c = echoing();
+        assert_eq!(
+            c.step(ms(1), obs(Link::Open, 500, 100, 0), &T),
+            Step::act(Action::Wait)
+        );
+        assert_eq!(c.phase(), Phase::Echoing);
+        // The peer reads: room appears, the echo resumes.
+        assert_eq!(
+            c.step(ms(2), obs(Link::Open, 500, 60, 40), &T).action,
+            Action::Echo { max: 40 }
+        );
+    }
+
+    #[test]
+    fn idle_timeout_aborts_a_connection_where_nothing_moves() {
+        let mut c = echoing();
+        assert_eq!(c.deadline(&T), Some(ms(10_000)));
+        assert_eq!(c.step(ms(9_999), at(Link::Open), &T).action, Action::Wait);
+        let step = c.step(ms(10_000), at(Link::Open), &T);
+        assert_eq!(
+            step,
+            Step::with(Action::Abort, Event::Closed(CloseReason::IdleTimeout))
+        );
+        assert!(!c.is_active());
+        // The RST cannot leave yet: wait up to the grace time, then listen anyway.
+        assert_eq!(
+            c.step(ms(10_001), at(Link::ResetPending), &T).action,
+            Action::Wait
+        );
+        assert_eq!(c.deadline(&T), Some(later(ms(10_000), RST_GRACE)));
+        let grace_over = 10_000 + RST_GRACE.total_millis();
+        assert_eq!(
+            c.step(ms(grace_over), at(Link::ResetPending), &T).action,
+            Action::Listen
+        );
+    }
+
+    #[test]
+    fn a_stalled_reader_is_also_reclaimed_by_the_idle_timeout() {
+        let mut c = echoing();
+        let full = obs(Link::Open, 2048, 2048, 0);
+        assert_eq!(c.step(ms(1), full, &T).action, Action::Wait);
+        assert_eq!(
+            c.step(ms(10_001), full, &T).event,
+            Some(Event::Closed(CloseReason::IdleTimeout))
+        );
+    }
+
+    #[test]
+    fn bytes_moving_either_way_keep_the_connection_alive() {
+        let mut c = echoing();
+        // Data arrives at 8 s (receive queue grows, nothing can be echoed).
+        c.step(ms(8_000), obs(Link::Open, 10, 100, 0), &T);
+        // The peer acknowledges at 16 s (transmit queue shrinks).
+        assert_eq!(
+            c.step(ms(16_000), obs(Link::Open, 10, 50, 0), &T).action,
+            Action::Wait
+        );
+        // And we echo at 24 s.
+        let step = c.step(ms(24_000), obs(Link::Open, 10, 50, 50), &T);
+        assert_eq!(step.action, Action::Echo { max: 10 });
+        c.echoed(ms(24_000), 10);
+        assert_eq!(
+            c.step(ms(33_999), obs(Link::Open, 0, 60, 40), &T).action,
+            Action::Wait
+        );
+        assert_eq!(c.deadline(&T), Some(ms(34_000)));
+    }
+
+    #[test]
+    fn half_close_echoes_everything_pending_then_closes() {
+        let mut c = echoing();
+        // FIN arrived with 300 bytes still queued and room for only 100.
+        let step = c.step(ms(1), obs(Link::PeerClosed, 300, 0, 100), &T);
+        assert_eq!(step.action, Action::Echo { max: 100 });
+        assert_eq!(c.phase(), Phase::Draining);
+        c.echoed(ms(1), 100);
+        assert_eq!(
+            c.step(ms(1), obs(Link::PeerClosed, 200, 100, 0), &T).action,
+            Action::Wait,
+            "no room: wait, do not close"
+        );
+        assert_eq!(
+            c.step(ms(2), obs(Link::PeerClosed, 200, 0, 200), &T).action,
+            Action::Echo { max: 200 }
+        );
+        c.echoed(ms(2), 200);
+        assert_eq!(
+            c.step(ms(2), obs(Link::PeerClosed, 0, 200, 0), &T).action,
+            Action::Close
+        );
+        assert_eq!(c.phase(), Phase::Closing);
+        assert_eq!(c.step(ms(3), at(Link::Finishing), &T).action, Action::Wait);
+        let step = c.step(ms(4), at(Link::Done), &T);
+        assert_eq!(
+            step,
+            Step::with(Action::Listen, Event::Closed(CloseReason::Graceful))
+        );
+    }
+
+    #[test]
+    fn a_fin_with_nothing_pending_closes_at_once() {
+        let mut c = echoing();
+        assert_eq!(
+            c.step(ms(1), at(Link::PeerClosed), &T).action,
+            Action::Close
+        );
+    }
+
+    #[test]
+    fn a_connection_accepted_with_its_fin_already_in_is_accepted_then_closed() {
+        let mut c = listening();
+        let step = c.step(ms(1), obs(Link::PeerClosed, 5, 0, 100), &T);
+        assert_eq!(step, Step::with(Action::Echo { max: 5 }, Event::Accepted));
+        c.echoed(ms(1), 5);
+        assert_eq!(
+            c.step(ms(1), obs(Link::PeerClosed, 0, 5, 95), &T).action,
+            Action::Close
+        );
+    }
+
+    #[test]
+    fn time_wait_counts_as_done() {
+        let mut c = echoing();
+        c.step(ms(1), at(Link::PeerClosed), &T);
+        assert_eq!(
+            c.step(ms(2), at(Link::Done), &T).event,
+            Some(Event::Closed(CloseReason::Graceful))
+        );
+    }
+
+    #[test]
+    fn a_close_the_peer_never_acknowledges_is_aborted_by_the_idle_timeout() {
+        let mut c = echoing();
+        c.step(ms(1), at(Link::PeerClosed), &T);
+        assert_eq!(
+            c.step(ms(5_000), at(Link::Finishing), &T).action,
+            Action::Wait
+        );
+        assert_eq!(
+            c.step(ms(10_001), at(Link::Finishing), &T),
+            Step::with(Action::Abort, Event::Closed(CloseReason::IdleTimeout))
+        );
+    }
+
+    #[test]
+    fn rst_in_every_connected_phase_frees_the_slot_and_counts_a_reset() {
+        let reset = Some(Event::Closed(CloseReason::Reset));
+        // Echoing.
+        let mut c = echoing();
+        assert_eq!(
+            c.step(ms(1), at(Link::Done), &T),
+            Step::with(Action::Listen, Event::Closed(CloseReason::Reset))
+        );
+        // Draining (FIN seen, data pending, no room).
+        let mut c = echoing();
+        c.step(ms(1), obs(Link::PeerClosed, 10, 10, 0), &T);
+        assert_eq!(c.phase(), Phase::Draining);
+        assert_eq!(c.step(ms(2), at(Link::Done), &T).event, reset);
+        // Closing.
+        let mut c = echoing();
+        c.step(ms(1), at(Link::PeerClosed), &T);
+        assert_eq!(c.phase(), Phase::Closing);
+        assert_eq!(c.step(ms(2), at(Link::ResetPending), &T).event, reset);
+        // Reset noticed while our own RST is queued: wait for it before listening.
+        let mut c = echoing();
+        assert_eq!(
+            c.step(ms(1), at(Link::ResetPending), &T).action,
+            Action::Wait
+        );
+        assert!(matches!(c.phase(), Phase::Aborting { .. }));
+    }
+
+    #[test]
+    fn our_own_close_seen_while_echoing_is_treated_as_closing() {
+        let mut c = echoing();
+        assert_eq!(c.step(ms(1), at(Link::Finishing), &T).action, Action::Wait);
+        assert_eq!(c.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn a_clock_that_goes_backwards_never_panics_nor_times_out() {
+        let mut c = echoing();
+        c.step(ms(50_000), obs(Link::Open, 1, 0, 0), &T);
+        assert_eq!(
+            c.step(ms(10), obs(Link::Open, 1, 0, 0), &T).action,
+            Action::Wait
+        );
+        let far = Instant::from_micros(i64::MAX);
+        let _ = c.step(far, at(Link::Open), &T);
+        let _ = c.deadline(&Timeouts {
+            idle: Some(Duration::from_micros(u64::MAX)),
+            handshake: None,
+        });
+        let _ = c.step(Instant::from_micros(i64::MIN), at(Link::Open), &T);
+    }
+
+    #[test]
+    fn no_idle_timeout_means_no_deadline() {
+        let t = Timeouts { idle: None, ..T };
+        let mut c = listening();
+        c.step(ms(0), at(Link::Open), &t);
+        assert_eq!(c.deadline(&t), None);
+        assert_eq!(
+            c.step(ms(u32::MAX as u64), at(Link::Open), &t).action,
+            Action::Wait
+        );
+    }
+}

@@ -208,3 +208,178 @@ fn ipv6_payload(packet: &[u8]) -> Option<(IpProtocol, &[u8])> {
     let ip = smoltcp::wire::Ipv6Packet::new_checked(packet).ok()?;
     Some((ip.next_header(), ip.payload()))
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec;
+    use std::vec::Vec;
+
+    use super::*;
+    use smoltcp::phy::ChecksumCapabilities;
+    use smoltcp::wire::{
+        EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, Ipv4Address,
+        Ipv4Packet, Ipv4Repr, TcpControl, TcpRepr, TcpSeqNumber,
+    };
+
+    const PORT: u16 = 7;
+
+    fn tcp(dst_port: u16, control: TcpControl, ack: bool) -> TcpRepr<'static> {
+        TcpRepr {
+            src_port: 40000,
+            dst_port,
+            control,
+            seq_number: TcpSeqNumber(1),
+            ack_number: ack.then_some(TcpSeqNumber(1)),
+            window_len: 1024,
+            window_scale: None,
+            max_seg_size: None,
+            sack_permitted: false,
+            sack_ranges: [None; 3],
+            timestamp: None,
+            payload: &[],
+        }
+    }
+
+    fn v4_frame(repr: &TcpRepr<'_>) -> Vec<u8> {
+        let src = Ipv4Address::new(10, 0, 0, 2);
+        let dst = Ipv4Address::new(10, 0, 0, 1);
+        let ip = Ipv4Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let eth = EthernetRepr {
+            src_addr: EthernetAddress([2, 0, 0, 0, 0, 2]),
+            dst_addr: EthernetAddress([2, 0, 0, 0, 0, 1]),
+            ethertype: EthernetProtocol::Ipv4,
+        };
+        let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + repr.buffer_len()];
+        let caps = ChecksumCapabilities::default();
+        let mut frame = EthernetFrame::new_unchecked(&mut buf);
+        eth.emit(&mut frame);
+        let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+        ip.emit(&mut packet, &caps);
+        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+        repr.emit(
+            &mut segment,
+            &IpAddress::Ipv4(src),
+            &IpAddress::Ipv4(dst),
+            &caps,
+        );
+        buf
+    }
+
+    #[test]
+    fn only_an_initial_syn_to_the_port_is_recognised() {
+        let eth = Medium::Ethernet;
+        assert!(is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT, TcpControl::Syn, false)),
+            PORT
+        ));
+        assert!(!is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT, TcpControl::Syn, true)),
+            PORT
+        ));
+        assert!(!is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT + 1, TcpControl::Syn, false)),
+            PORT
+        ));
+        assert!(!is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT, TcpControl::None, true)),
+            PORT
+        ));
+        assert!(!is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT, TcpControl::Rst, false)),
+            PORT
+        ));
+        assert!(!is_initial_syn_to(
+            eth,
+            &v4_frame(&tcp(PORT, TcpControl::Fin, true)),
+            PORT
+        ));
+    }
+
+    #[test]
+    fn malformed_truncated_and_fragmented_frames_are_never_taken_for_a_syn() {
+        let eth = Medium::Ethernet;
+        let syn = v4_frame(&tcp(PORT, TcpControl::Syn, false));
+        for cut in 0..syn.len() {
+            assert!(!is_initial_syn_to(eth, &syn[..cut], PORT), "cut at {cut}");
+        }
+        assert!(!is_initial_syn_to(eth, &[], PORT));
+        // A fragment: set "more fragments".
+        let mut frag = syn.clone();
+        frag[14 + 6] |= 0x20;
+        assert!(!is_initial_syn_to(eth, &frag, PORT));
+        // Flags byte with SYN|RST.
+        let mut syn_rst = syn.clone();
+        syn_rst[14 + 20 + 13] |= 0x04;
+        assert!(!is_initial_syn_to(eth, &syn_rst, PORT));
+    }
+
+    #[test]
+    fn the_budget_admits_that_many_syns_then_defer_holds_the_rest() {
+        let syn = v4_frame(&tcp(PORT, TcpControl::Syn, false));
+        let other = v4_frame(&tcp(PORT, TcpControl::None, true));
+        let mut gate = GateState::new(PORT, Overflow::Defer);
+        gate.budget = 2;
+        assert!(gate.admit(Medium::Ethernet, &syn));
+        assert!(
+            gate.admit(Medium::Ethernet, &other),
+            "not a SYN: no budget used"
+        );
+        assert!(gate.admit(Medium::Ethernet, &syn));
+        assert!(!gate.admit(Medium::Ethernet, &syn));
+        assert!(
+            gate.admit(Medium::Ethernet, &other),
+            "everything else always passes"
+        );
+        assert_eq!((gate.budget, gate.held, gate.refused), (0, 1, 0));
+    }
+
+    #[test]
+    fn refuse_passes_the_syn_to_smoltcp_and_counts_it() {
+        let syn = v4_frame(&tcp(PORT, TcpControl::Syn, false));
+        let mut gate = GateState::new(PORT, Overflow::Refuse);
+        assert!(gate.admit(Medium::Ethernet, &syn));
+        assert_eq!((gate.held, gate.refused), (0, 1));
+    }
+
+    #[cfg(feature = "proto-ipv6")]
+    #[test]
+    fn an_ipv6_syn_is_recognised() {
+        use smoltcp::wire::{Ipv6Address, Ipv6Packet, Ipv6Repr};
+        let repr = tcp(PORT, TcpControl::Syn, false);
+        let src = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
+        let dst = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+        let ip = Ipv6Repr {
+            src_addr: src,
+            dst_addr: dst,
+            next_header: IpProtocol::Tcp,
+            payload_len: repr.buffer_len(),
+            hop_limit: 64,
+        };
+        let mut buf = vec![0u8; 14 + ip.buffer_len() + repr.buffer_len()];
+        let mut frame = EthernetFrame::new_unchecked(&mut buf);
+        frame.set_ethertype(EthernetProtocol::Ipv6);
+        let mut packet = Ipv6Packet::new_unchecked(frame.payload_mut());
+        ip.emit(&mut packet);
+        let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+        repr.emit(
+            &mut segment,
+            &IpAddress::Ipv6(src),
+            &IpAddress::Ipv6(dst),
+            &ChecksumCapabilities::default(),
+        );
+        assert!(is_initial_syn_to(Medium::Ethernet, &buf, PORT));
+        assert!(!is_initial_syn_to(Medium::Ethernet, &buf, PORT + 1));
+    }
+}
