@@ -1,0 +1,92 @@
+//! smolecho on an Arm MPS2 board: TCP and UDP echo (RFC 862) on port 7 over the board's
+//! LAN9118 Ethernet controller. Boots in QEMU (`cargo run --release`); see the README.
+#![no_std]
+#![no_main]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+mod board;
+mod clock;
+mod lan9118;
+mod net;
+mod report;
+mod stack;
+mod uart;
+
+use cortex_m_rt::entry;
+use static_cell::ConstStaticCell;
+
+use crate::clock::Clock;
+use crate::lan9118::Lan9118;
+use crate::net::{Change, Net};
+
+// SAFETY: ETH_BASE is the board's LAN9118 register block, and this driver (taken once, in
+// `main`) is its only user.
+static ETH: ConstStaticCell<Lan9118> = ConstStaticCell::new(unsafe { Lan9118::new(board::ETH_BASE) });
+
+/// Counters go out on the UART this often.
+const REPORT_EVERY_MS: u64 = 5_000;
+
+#[entry]
+fn main() -> ! {
+    let uart = board::uart();
+    uart.enable();
+    uart.str("\n").str(board::BANNER).str(" (smoltcp 0.14)\n");
+    let Some(cp) = cortex_m::Peripherals::take() else {
+        report::halt("core peripherals taken")
+    };
+    let mut clock = Clock::start(cp.SYST);
+
+    let Some(eth) = ETH.try_take() else {
+        report::halt("driver taken")
+    };
+    let mac = match eth.init(cfg!(feature = "ipv6")) {
+        Ok(mac) => mac,
+        Err(_) => report::halt("LAN9118 init failed"),
+    };
+    report::nic(&uart, eth, mac);
+    let Some(net) = Net::new(eth, mac, clock.now()) else {
+        report::halt("network setup failed")
+    };
+    let mut ready = false;
+    if !cfg!(feature = "dhcp") {
+        report::address(&uart, net::STATIC_V4, Some(net::GATEWAY_V4), "static");
+        ready = report::ready(&uart, clock.millis());
+    }
+
+    let mut next_report = REPORT_EVERY_MS;
+    loop {
+        let now = clock.now();
+        let (progressed, change) = net.poll(now);
+        match change {
+            Some(Change::Configured(cidr, gateway)) => {
+                report::address(&uart, cidr, gateway, "dhcp");
+                if !ready {
+                    ready = report::ready(&uart, clock.millis());
+                }
+            }
+            Some(Change::Deconfigured) => {
+                uart.str("dhcp: lease lost\n");
+            }
+            None => {}
+        }
+        if clock.millis() >= next_report {
+            next_report = clock.millis() + REPORT_EVERY_MS;
+            report::counters(&uart, net);
+        }
+        if !progressed {
+            sleep(&mut clock, net, next_report);
+        }
+    }
+}
+
+/// Sleep (WFI, woken by every SysTick) until a frame is waiting, the stack's next deadline
+/// passes, or the next report is due.
+fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
+    let now = clock.now();
+    let wake = net
+        .poll_at(now)
+        .map_or(report_at, |at| (at.total_millis().max(0) as u64).min(report_at));
+    while clock.millis() < wake && !net.dev().rx_pending() {
+        cortex_m::asm::wfi();
+    }
+}

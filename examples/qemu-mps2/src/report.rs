@@ -1,0 +1,119 @@
+//! What the firmware says on the UART: boot lines, the ready line, counters, the stack
+//! high-water mark, and fatal errors (the panic handler too).
+
+use core::panic::PanicInfo;
+
+use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
+
+use crate::board;
+use crate::lan9118::Lan9118;
+use crate::net::{self, Net};
+use crate::stack;
+use crate::uart::Uart;
+
+/// The line the host test waits for.
+pub const READY: &str = "echo ready on tcp/7 udp/7\n";
+
+/// MAC address and chip ID.
+pub fn nic(uart: &Uart, eth: &Lan9118, mac: [u8; 6]) {
+    uart.str("lan9118 id ").hex(eth.id_rev(), 8).str(" mac ");
+    for (i, b) in mac.iter().enumerate() {
+        if i > 0 {
+            uart.str(":");
+        }
+        uart.hex(u32::from(*b), 2);
+    }
+    uart.str(if eth.link_up() { " link up\n" } else { " link down\n" });
+}
+
+fn ipv4(uart: &Uart, a: Ipv4Address) {
+    for (i, b) in a.octets().iter().enumerate() {
+        if i > 0 {
+            uart.str(".");
+        }
+        uart.dec(u64::from(*b));
+    }
+}
+
+/// The IPv4 address in use.
+pub fn address(uart: &Uart, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, how: &str) {
+    uart.str("ipv4 ");
+    ipv4(uart, cidr.address());
+    uart.str("/").dec(u64::from(cidr.prefix_len())).str(" gw ");
+    match gateway {
+        Some(gw) => ipv4(uart, gw),
+        None => {
+            uart.str("none");
+        }
+    }
+    uart.str(" (").str(how).str(")\n");
+    #[cfg(feature = "ipv6")]
+    uart.str("ipv6 fec0::15/64 gw fec0::2\n");
+}
+
+/// The ready line, with the boot time; returns `true`.
+pub fn ready(uart: &Uart, millis: u64) -> bool {
+    uart.str("boot to ready ").dec(millis).str(" ms, tcp ").dec(net::SLOTS as u64);
+    uart.str(" slots\n").str(READY);
+    true
+}
+
+/// One line of counters and the stack high-water mark.
+pub fn counters(uart: &Uart, net: &Net) {
+    let (tcp, udp) = net.counters();
+    let eth = net.dev().stats();
+    uart.str("stats tcp accepted=").dec(tcp.accepted);
+    uart.str(" closed=").dec(tcp.closed).str(" reset=").dec(tcp.reset);
+    uart.str(" timed_out=").dec(tcp.timed_out).str(" held_syns=").dec(tcp.held_syns);
+    uart.str(" bytes=").dec(tcp.bytes_out);
+    uart.str(" | udp in=").dec(udp.datagrams_in).str(" out=").dec(udp.datagrams_out);
+    uart.str(" dropped=").dec(udp.dropped);
+    uart.str(" | eth rx=").dec(eth.rx_frames.into()).str(" tx=").dec(eth.tx_frames.into());
+    uart.str(" rx_err=").dec(eth.rx_errors.into()).str(" rx_drop=").dec(eth.rx_dropped.into());
+    uart.str(" rx_reset=").dec(eth.rx_resets.into()).str(" tx_err=").dec(eth.tx_errors.into());
+    uart.str(" tx_ovr=").dec(eth.tx_overruns.into()).str(" tx_busy=").dec(eth.tx_busy.into());
+    uart.str("\nstack high-water ").dec(stack::high_water() as u64);
+    uart.str(" of ").dec(stack::size() as u64).str(" bytes\n");
+}
+
+/// Report a fatal condition and stop.
+pub fn halt(why: &str) -> ! {
+    let uart = board::uart();
+    uart.str("FATAL: ").str(why).str("\n");
+    stop()
+}
+
+fn stop() -> ! {
+    cortex_m::interrupt::disable();
+    loop {
+        cortex_m::asm::wfi();
+    }
+}
+
+#[panic_handler]
+fn panic(info: &PanicInfo) -> ! {
+    cortex_m::interrupt::disable();
+    let uart = board::uart();
+    uart.enable();
+    uart.str("\nPANIC: ");
+    #[cfg(feature = "panic-fmt")]
+    {
+        use core::fmt::Write;
+        let mut w = board::uart();
+        let _ = write!(w, "{}", info.message());
+    }
+    #[cfg(not(feature = "panic-fmt"))]
+    uart.str(info.message().as_str().unwrap_or("(message needs the panic-fmt feature)"));
+    if let Some(at) = info.location() {
+        uart.str(" at ").str(at.file()).str(":").dec(u64::from(at.line()));
+    }
+    uart.str("\n");
+    stop()
+}
+
+#[cortex_m_rt::exception]
+unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
+    let uart = board::uart();
+    uart.str("\nHARDFAULT pc=").hex(frame.pc(), 8).str(" lr=").hex(frame.lr(), 8).str("\n");
+    stop()
+}
