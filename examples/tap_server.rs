@@ -1,0 +1,331 @@
+//! TCP and UDP echo (RFC 862) with smolecho on a Linux TAP device.
+//!
+//! ```text
+//! cargo run --release --example tap_server -- [--tap tap0] [--slots 8] [--pcap echo.pcap] ...
+//! ```
+//!
+//! It attaches to the TAP (or creates it when it may), prints one `listening on ...` line,
+//! then sleeps on the TAP descriptor until a frame arrives or the echo node's next deadline.
+//! SIGINT or SIGTERM prints the final counters and exits 0. `--help` lists the options.
+//!
+//! The storage is the same as in firmware: fixed-size buffers in statics, one set per
+//! `--slots` choice, picked at run time; only the socket table is leaked from the heap.
+
+mod support;
+
+use std::cell::RefCell;
+use std::error::Error;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::Path;
+use std::process::ExitCode;
+use std::rc::Rc;
+
+use smolecho::smoltcp::iface::{Config, Interface, SocketStorage};
+use smolecho::smoltcp::phy::{Device, FaultInjector, PcapMode, PcapSink, PcapWriter};
+use smolecho::smoltcp::time::Duration;
+use smolecho::smoltcp::wire::{EthernetAddress, IpAddress};
+use smolecho::{
+    EchoNode, Overflow, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig,
+    UdpCounters, UdpEchoStorage,
+};
+use static_cell::ConstStaticCell;
+
+use support::cli::{CliError, SERVER_USAGE, ServerOptions};
+use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
+use support::{Clock, stop_on_signals, stop_requested, wait_readable};
+
+/// Receive and transmit buffer of each TCP slot. 128 KiB lets the host's TCP keep a large
+/// window in flight (smoltcp scales the window).
+const TCP_RX: usize = 128 * 1024;
+const TCP_TX: usize = 128 * 1024;
+/// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
+const UDP_PACKETS: usize = 64;
+const UDP_BYTES: usize = 96 * 1024;
+
+/// The server's MAC address (locally administered).
+const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
+
+type BoxError = Box<dyn Error>;
+
+fn main() -> ExitCode {
+    let options = match ServerOptions::parse(std::env::args().skip(1).collect()) {
+        Ok(options) => options,
+        Err(CliError::Help) => {
+            print!("{SERVER_USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(CliError::Bad(why)) => {
+            eprintln!("tap_server: {why}\n\n{SERVER_USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tap_server: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(options: &ServerOptions) -> Result<(), BoxError> {
+    stop_on_signals()?;
+    let (device, origin) = tap::open(&options.tap, &options.host_ips)?;
+    if origin == Origin::Attached && !tap::is_up(device.name()) {
+        eprintln!(
+            "tap_server: warning: {0} is down; bring it up with: sudo ip link set dev {0} up",
+            device.name()
+        );
+    }
+    let udp = {
+        static UDP: ConstStaticCell<UdpEchoStorage<UDP_PACKETS, UDP_BYTES>> =
+            ConstStaticCell::new(UdpEchoStorage::new());
+        UDP.take()
+    };
+    // One static storage per pool size; only the chosen one is ever touched (the others stay
+    // untouched zero pages).
+    macro_rules! dispatch {
+        ($($n:literal)*) => {
+            match options.slots {
+                $($n => {
+                    static TCP: ConstStaticCell<TcpEchoStorage<$n, TCP_RX, TCP_TX>> =
+                        ConstStaticCell::new(TcpEchoStorage::new());
+                    layered::<$n>(options, device, TCP.take(), udp)
+                })*
+                other => Err(format!("--slots {other} is not offered").into()),
+            }
+        };
+    }
+    dispatch!(1 2 4 8 16 32 64)
+}
+
+/// Put the requested smoltcp test layers (fault injection, capture) over the TAP and serve.
+fn layered<const SLOTS: usize>(
+    options: &ServerOptions,
+    device: TapDevice,
+    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
+    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
+) -> Result<(), BoxError> {
+    let io = Io {
+        fd: device.as_raw_fd(),
+        error: device.error_slot(),
+        frames: device.counters(),
+    };
+    let clock = Clock::new();
+    let faults = |device: TapDevice| {
+        // The seed only has to differ between runs.
+        let mut injector = FaultInjector::new(device, clock.now().total_micros() as u32 | 1);
+        injector.set_drop_chance(options.drop_chance);
+        injector.set_corrupt_chance(options.corrupt_chance);
+        injector
+    };
+    let sink = match &options.pcap {
+        Some(path) => Some(PcapFile::create(path, io.error.clone())?),
+        None => None,
+    };
+    let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
+    // The capture sits above the fault injector: it records what smoltcp receives and sends.
+    match (inject, sink) {
+        (false, None) => serve(options, device, io, clock, tcp, udp),
+        (true, None) => serve(options, faults(device), io, clock, tcp, udp),
+        (false, Some(sink)) => {
+            let device = PcapWriter::new(device, sink, PcapMode::Both);
+            serve(options, device, io, clock, tcp, udp)
+        }
+        (true, Some(sink)) => {
+            let device = PcapWriter::new(faults(device), sink, PcapMode::Both);
+            serve(options, device, io, clock, tcp, udp)
+        }
+    }
+}
+
+/// What the poll loop needs of the TAP below whatever layers wrap it.
+struct Io {
+    fd: RawFd,
+    error: ErrorSlot,
+    frames: Rc<RefCell<FrameCounters>>,
+}
+
+fn serve<const SLOTS: usize, D: Device>(
+    options: &ServerOptions,
+    mut device: D,
+    io: Io,
+    clock: Clock,
+    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
+    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
+) -> Result<(), BoxError> {
+    let mut config = Config::new(MAC.into());
+    config.random_seed = clock.now().total_micros() as u64;
+    let mut iface = Interface::new(config, &mut device, clock.now());
+    iface.update_ip_addrs(|addrs| {
+        for cidr in &options.ips {
+            // The parser allows no more than the interface holds.
+            let _ = addrs.push(*cidr);
+        }
+    });
+    for gateway in &options.gateways {
+        let added = match *gateway {
+            IpAddress::Ipv4(gw) => iface.routes_mut().add_default_ipv4_route(gw).map(|_| ()),
+            IpAddress::Ipv6(gw) => iface.routes_mut().add_default_ipv6_route(gw).map(|_| ()),
+        };
+        added.map_err(|_| format!("cannot add the route via {gateway}"))?;
+    }
+
+    let storage: Vec<SocketStorage<'static>> =
+        (0..SLOTS + 1).map(|_| SocketStorage::EMPTY).collect();
+    let mut sockets = Sockets::new(storage.leak());
+    let tcp_config = TcpConfig {
+        port: options.port,
+        overflow: options.overflow,
+        timeouts: Timeouts {
+            idle: options.idle_timeout,
+            ..Timeouts::DEFAULT
+        },
+        ..TcpConfig::DEFAULT
+    };
+    let mut node = EchoNode::new(
+        (tcp_config, tcp),
+        (UdpConfig::on_port(options.udp_port), udp),
+        &mut sockets,
+    )
+    .map_err(|e| format!("cannot start the echo services: {e}"))?;
+
+    println!(
+        "{}",
+        listening_line(options, &iface, device.capabilities().max_transmission_unit)
+    );
+
+    let mut next_stats = options.stats.map(|period| clock.now() + period);
+    while !stop_requested() {
+        let now = clock.now();
+        node.poll(now, &mut iface, &mut device, &mut sockets);
+        if let Some(err) = io.error.borrow_mut().take() {
+            return Err(format!("TAP device error: {err}").into());
+        }
+        if let (Some(at), Some(period)) = (next_stats, options.stats)
+            && now >= at
+        {
+            println!(
+                "stats: {}",
+                summary(
+                    node.tcp_counters(),
+                    node.udp_counters(),
+                    &io.frames.borrow()
+                )
+            );
+            next_stats = Some(now + period);
+        }
+        let now = clock.now();
+        let stats_delay = next_stats.map(|at| if at > now { at - now } else { Duration::ZERO });
+        let delay = match (node.poll_delay(now, &mut iface, &sockets), stats_delay) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        wait_readable(io.fd, delay)?;
+    }
+    println!(
+        "final: {}",
+        summary(
+            node.tcp_counters(),
+            node.udp_counters(),
+            &io.frames.borrow()
+        )
+    );
+    // Dropping the device flushes the capture file.
+    drop(device);
+    if let Some(err) = io.error.borrow_mut().take() {
+        return Err(format!("I/O error: {err}").into());
+    }
+    Ok(())
+}
+
+fn listening_line(options: &ServerOptions, iface: &Interface, frame_mtu: usize) -> String {
+    let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
+    let overflow = match options.overflow {
+        Overflow::Defer => "defer",
+        Overflow::Refuse => "refuse",
+    };
+    let idle = match options.idle_timeout {
+        Some(d) => format!("{} s", d.secs()),
+        None => "off".into(),
+    };
+    format!(
+        "listening on {} (mtu {}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
+        options.tap,
+        frame_mtu.saturating_sub(14),
+        addrs.join(" "),
+        options.port,
+        options.udp_port,
+        options.slots,
+        overflow,
+        idle,
+    )
+}
+
+fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String {
+    format!(
+        "tcp accepted={} active={} closed={} reset={} timed_out={} handshake_timeouts={} \
+         held_syns={} refused={} bytes_in={} bytes_out={} | udp datagrams_in={} \
+         datagrams_out={} dropped={} bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={}",
+        tcp.accepted,
+        tcp.active(),
+        tcp.closed,
+        tcp.reset,
+        tcp.timed_out,
+        tcp.handshake_timeouts,
+        tcp.held_syns,
+        tcp.refused,
+        tcp.bytes_in,
+        tcp.bytes_out,
+        udp.datagrams_in,
+        udp.datagrams_out,
+        udp.dropped,
+        udp.bytes_in,
+        udp.bytes_out,
+        frames.received,
+        frames.sent,
+        frames.tx_dropped,
+    )
+}
+
+/// A pcap file as smoltcp's capture sink. Write errors do not panic (as smoltcp's own sink
+/// for `Write` does): the first one goes to the device's error slot and ends the server.
+struct PcapFile {
+    out: BufWriter<File>,
+    error: ErrorSlot,
+}
+
+impl PcapFile {
+    fn create(path: &Path, error: ErrorSlot) -> Result<Self, BoxError> {
+        let file = File::create(path)
+            .map_err(|e| format!("cannot create the capture file {}: {e}", path.display()))?;
+        Ok(Self {
+            out: BufWriter::new(file),
+            error,
+        })
+    }
+
+    fn record(&mut self, result: std::io::Result<()>) {
+        if let Err(e) = result {
+            let mut slot = self.error.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(e);
+            }
+        }
+    }
+}
+
+impl PcapSink for PcapFile {
+    fn write(&mut self, data: &[u8]) {
+        let result = self.out.write_all(data);
+        self.record(result);
+    }
+
+    fn flush(&mut self) {
+        // smoltcp flushes after every packet, so the file is complete while the server runs.
+        let result = self.out.flush();
+        self.record(result);
+    }
+}
