@@ -13,6 +13,9 @@ RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 # The README's test command.
 cargo test
 
+# The seeded fault simulation at full size (the default run above does 200 seeds).
+SMOLECHO_SEEDS=5000 cargo test --release --test sim_faults -- --nocapture
+
 # The embedded builds: no std, no alloc anywhere in the tree.
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
   cargo build --lib --no-default-features --target "$target"

@@ -1,9 +1,14 @@
 //! A deterministic in-memory network for tests (feature `sim`).
 //!
-//! A [`Link`] is an Ethernet cable between two ends, `A` and `B`, each a bounded queue of
-//! frames. [`Link::end`] lends one end as a smoltcp `phy::Device`, so two interfaces (a server
-//! and its clients) can be polled in turn against the same link with a manual clock. Nothing
-//! here allocates or reads the real clock: the same calls give the same packets, every run.
+//! A [`Link`] is an Ethernet cable between two ends, `A` and `B`. Each direction is a
+//! [`Lane`]: a bounded queue of frames with its own MTU and its own seeded [`Faults`] (loss,
+//! duplication, reordering, bit-flip corruption). [`Link::end`] lends one end as a smoltcp
+//! `phy::Device`, so two interfaces (a server and its clients) can be polled in turn against
+//! the same link with a manual clock.
+//!
+//! Nothing here allocates or reads the real clock, and every random choice comes from the
+//! link's seed: the same seed and the same calls give the same packets, every run, so a
+//! failing seed replays exactly.
 //!
 //! Frames that find the receiving queue full are dropped and counted, like a NIC ring.
 
@@ -15,6 +20,9 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
 /// The largest frame the link carries: a 1500-byte MTU plus the Ethernet header.
 pub const MAX_FRAME: usize = 1514;
+
+/// The Ethernet header's length: MTUs count from after it.
+const ETHERNET_HEADER: usize = 14;
 
 /// One frame on the wire.
 pub type Frame = Vec<u8, MAX_FRAME>;
@@ -28,7 +36,30 @@ pub enum Side {
     B,
 }
 
-/// What crossed the link.
+/// Impairments of one direction, as chances per thousand frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Faults {
+    /// A frame is lost.
+    pub loss: u16,
+    /// A frame is delivered twice.
+    pub duplicate: u16,
+    /// A frame is held back and delivered after the next one (or when the lane goes idle).
+    pub reorder: u16,
+    /// One bit of the frame is flipped (checksums must catch it).
+    pub corrupt: u16,
+}
+
+impl Faults {
+    /// A perfect wire.
+    pub const NONE: Self = Self {
+        loss: 0,
+        duplicate: 0,
+        reorder: 0,
+        corrupt: 0,
+    };
+}
+
+/// What happened on the link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
     /// Frames delivered into a queue.
@@ -37,16 +68,137 @@ pub struct LinkStats {
     pub bytes: u64,
     /// Frames dropped because the receiving queue was full.
     pub overflowed: u64,
+    /// Frames lost to [`Faults::loss`] or larger than the lane's MTU.
+    pub lost: u64,
+    /// Extra copies delivered by [`Faults::duplicate`].
+    pub duplicated: u64,
+    /// Frames delivered out of order by [`Faults::reorder`].
+    pub reordered: u64,
+    /// Frames with a bit flipped by [`Faults::corrupt`].
+    pub corrupted: u64,
+}
+
+/// One direction of a link.
+#[derive(Debug)]
+pub struct Lane<const N: usize> {
+    queue: Deque<Frame, N>,
+    /// A frame held back for reordering.
+    held: Option<Frame>,
+    /// The sender's NIC transmit ring is "full": `transmit` offers no token.
+    paused: bool,
+    /// The largest IP packet this direction carries.
+    mtu: usize,
+    faults: Faults,
+}
+
+impl<const N: usize> Lane<N> {
+    const fn new() -> Self {
+        Self {
+            queue: Deque::new(),
+            held: None,
+            paused: false,
+            mtu: MAX_FRAME - ETHERNET_HEADER,
+            faults: Faults::NONE,
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.held.is_none()
+    }
+
+    /// Put a frame on this lane, through its faults.
+    fn send(&mut self, frame: &[u8], rng: &mut Rng, stats: &mut LinkStats) {
+        if frame.len() > self.mtu.saturating_add(ETHERNET_HEADER) || rng.chance(self.faults.loss) {
+            stats.lost = stats.lost.wrapping_add(1);
+            return;
+        }
+        let Ok(mut frame) = Frame::from_slice(frame) else {
+            stats.lost = stats.lost.wrapping_add(1);
+            return;
+        };
+        if rng.chance(self.faults.corrupt) && !frame.is_empty() {
+            let bit = rng.below(frame.len().saturating_mul(8));
+            if let Some(byte) = frame.get_mut(bit / 8) {
+                *byte ^= 1 << (bit % 8);
+                stats.corrupted = stats.corrupted.wrapping_add(1);
+            }
+        }
+        let copies = if rng.chance(self.faults.duplicate) {
+            stats.duplicated = stats.duplicated.wrapping_add(1);
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            if self.held.is_none() && rng.chance(self.faults.reorder) {
+                self.held = Some(frame.clone());
+                continue;
+            }
+            self.enqueue(frame.clone(), stats);
+            if let Some(late) = self.held.take() {
+                stats.reordered = stats.reordered.wrapping_add(1);
+                self.enqueue(late, stats);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, frame: Frame, stats: &mut LinkStats) {
+        let len = frame.len() as u64;
+        if self.queue.push_back(frame).is_err() {
+            stats.overflowed = stats.overflowed.wrapping_add(1);
+            return;
+        }
+        stats.frames = stats.frames.wrapping_add(1);
+        stats.bytes = stats.bytes.wrapping_add(len);
+    }
+
+    /// The next frame for the receiver; a held-back frame comes out once nothing else is left.
+    fn receive(&mut self) -> Option<Frame> {
+        self.queue.pop_front().or_else(|| self.held.take())
+    }
+}
+
+/// A small deterministic PRNG (xorshift64*), enough to schedule faults.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed` (any value, zero included).
+    pub const fn new(seed: u64) -> Self {
+        Self(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A value in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        match u64::try_from(n) {
+            Ok(n) if n > 0 => usize::try_from(self.next_u64() % n).unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// True with a chance of `per_mille` in a thousand.
+    pub fn chance(&mut self, per_mille: u16) -> bool {
+        per_mille > 0 && self.next_u64() % 1000 < u64::from(per_mille)
+    }
 }
 
 /// A point-to-point Ethernet link holding up to `N` frames in each direction.
 #[derive(Debug)]
 pub struct Link<const N: usize> {
-    to_a: Deque<Frame, N>,
-    to_b: Deque<Frame, N>,
+    to_a: Lane<N>,
+    to_b: Lane<N>,
+    rng: Rng,
     stats: LinkStats,
-    /// Sides whose NIC transmit ring is "full": `transmit` offers no token.
-    paused: [bool; 2],
 }
 
 impl<const N: usize> Default for Link<N> {
@@ -56,17 +208,54 @@ impl<const N: usize> Default for Link<N> {
 }
 
 impl<const N: usize> Link<N> {
-    /// An empty link.
+    /// A perfect link.
     pub const fn new() -> Self {
+        Self::seeded(0)
+    }
+
+    /// A perfect link whose fault schedule (once faults are set) follows `seed`.
+    pub const fn seeded(seed: u64) -> Self {
         Self {
-            to_a: Deque::new(),
-            to_b: Deque::new(),
+            to_a: Lane::new(),
+            to_b: Lane::new(),
+            rng: Rng::new(seed),
             stats: LinkStats {
                 frames: 0,
                 bytes: 0,
                 overflowed: 0,
+                lost: 0,
+                duplicated: 0,
+                reordered: 0,
+                corrupted: 0,
             },
-            paused: [false; 2],
+        }
+    }
+
+    /// Restart the fault schedule from `seed`.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = Rng::new(seed);
+    }
+
+    fn lane_mut(&mut self, towards: Side) -> &mut Lane<N> {
+        match towards {
+            Side::A => &mut self.to_a,
+            Side::B => &mut self.to_b,
+        }
+    }
+
+    /// Set the impairments of the direction towards `side`.
+    pub fn set_faults(&mut self, towards: Side, faults: Faults) {
+        self.lane_mut(towards).faults = faults;
+    }
+
+    /// Clamp the MTU of the direction *from* `side`: that end's device reports it, so its
+    /// stack never sends larger packets, and larger frames are lost. smoltcp reads a device's
+    /// MTU when the interface is created: set it before.
+    pub fn set_mtu(&mut self, from: Side, mtu: usize) {
+        let mtu = mtu.min(MAX_FRAME - ETHERNET_HEADER);
+        match from {
+            Side::A => self.to_b.mtu = mtu,
+            Side::B => self.to_a.mtu = mtu,
         }
     }
 
@@ -74,80 +263,69 @@ impl<const N: usize> Link<N> {
     /// smoltcp cannot dispatch from that side's sockets, so their transmit buffers fill up.
     pub fn pause_egress(&mut self, side: Side, paused: bool) {
         match side {
-            Side::A => self.paused[0] = paused,
-            Side::B => self.paused[1] = paused,
+            Side::A => self.to_b.paused = paused,
+            Side::B => self.to_a.paused = paused,
         }
     }
 
     /// Lend one end as a device.
     pub fn end(&mut self, side: Side) -> End<'_, N> {
-        let (inbound, outbound, paused) = match side {
-            Side::A => (&mut self.to_a, &mut self.to_b, self.paused[0]),
-            Side::B => (&mut self.to_b, &mut self.to_a, self.paused[1]),
+        let (inbound, outbound) = match side {
+            Side::A => (&mut self.to_a, &mut self.to_b),
+            Side::B => (&mut self.to_b, &mut self.to_a),
         };
         End {
             inbound,
             outbound,
+            rng: &mut self.rng,
             stats: &mut self.stats,
-            paused,
         }
     }
 
     /// Frames waiting for `side` to receive them.
     pub fn queued(&self, side: Side) -> usize {
-        match side {
-            Side::A => self.to_a.len(),
-            Side::B => self.to_b.len(),
-        }
+        let lane = match side {
+            Side::A => &self.to_a,
+            Side::B => &self.to_b,
+        };
+        lane.queue
+            .len()
+            .saturating_add(usize::from(lane.held.is_some()))
     }
 
     /// Whether no frame is in flight in either direction.
     pub fn is_idle(&self) -> bool {
-        self.to_a.is_empty() && self.to_b.is_empty()
+        self.to_a.is_idle() && self.to_b.is_idle()
     }
 
-    /// What crossed the link so far.
+    /// What happened on the link so far.
     pub fn stats(&self) -> LinkStats {
         self.stats
     }
 
-    /// Put a raw frame on the wire towards `side`, as if another host had sent it.
-    /// Returns `false` when it did not fit.
-    pub fn inject(&mut self, side: Side, frame: &[u8]) -> bool {
-        let queue = match side {
+    /// Put a raw frame on the wire towards `side`, as if another host had sent it, past the
+    /// lane's faults. Returns `false` when it did not fit.
+    pub fn inject(&mut self, towards: Side, frame: &[u8]) -> bool {
+        let before = self.stats.frames;
+        let Ok(frame) = Frame::from_slice(frame) else {
+            return false;
+        };
+        let lane = match towards {
             Side::A => &mut self.to_a,
             Side::B => &mut self.to_b,
         };
-        deliver(queue, &mut self.stats, frame)
+        lane.enqueue(frame, &mut self.stats);
+        self.stats.frames != before
     }
-}
-
-fn deliver<const N: usize>(
-    queue: &mut Deque<Frame, N>,
-    stats: &mut LinkStats,
-    frame: &[u8],
-) -> bool {
-    let Ok(frame) = Frame::from_slice(frame) else {
-        stats.overflowed = stats.overflowed.wrapping_add(1);
-        return false;
-    };
-    let len = frame.len() as u64;
-    if queue.push_back(frame).is_err() {
-        stats.overflowed = stats.overflowed.wrapping_add(1);
-        return false;
-    }
-    stats.frames = stats.frames.wrapping_add(1);
-    stats.bytes = stats.bytes.wrapping_add(len);
-    true
 }
 
 /// One end of a [`Link`], as a smoltcp device.
 #[derive(Debug)]
 pub struct End<'l, const N: usize> {
-    inbound: &'l mut Deque<Frame, N>,
-    outbound: &'l mut Deque<Frame, N>,
+    inbound: &'l mut Lane<N>,
+    outbound: &'l mut Lane<N>,
+    rng: &'l mut Rng,
     stats: &'l mut LinkStats,
-    paused: bool,
 }
 
 impl<const N: usize> Device for End<'_, N> {
@@ -161,22 +339,24 @@ impl<const N: usize> Device for End<'_, N> {
         Self: 'a;
 
     fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let frame = self.inbound.pop_front()?;
+        let frame = self.inbound.receive()?;
         Some((
             RxToken(frame),
             TxToken {
-                queue: self.outbound,
+                lane: self.outbound,
+                rng: self.rng,
                 stats: self.stats,
             },
         ))
     }
 
     fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
-        if self.paused {
+        if self.outbound.paused {
             return None;
         }
         Some(TxToken {
-            queue: self.outbound,
+            lane: self.outbound,
+            rng: self.rng,
             stats: self.stats,
         })
     }
@@ -184,7 +364,7 @@ impl<const N: usize> Device for End<'_, N> {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = MAX_FRAME;
+        caps.max_transmission_unit = self.outbound.mtu.saturating_add(ETHERNET_HEADER);
         caps
     }
 }
@@ -202,22 +382,17 @@ impl phy::RxToken for RxToken {
 /// Room for one frame towards the other end.
 #[derive(Debug)]
 pub struct TxToken<'l, const N: usize> {
-    queue: &'l mut Deque<Frame, N>,
+    lane: &'l mut Lane<N>,
+    rng: &'l mut Rng,
     stats: &'l mut LinkStats,
 }
 
 impl<const N: usize> phy::TxToken for TxToken<'_, N> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut buf = [0u8; MAX_FRAME];
-        let len = len.min(MAX_FRAME);
-        let (out, result) = match buf.get_mut(..len) {
-            Some(out) => {
-                let result = f(out);
-                (&*out, result)
-            }
-            None => (&[][..], f(&mut [])),
-        };
-        deliver(self.queue, self.stats, out);
+        let out = buf.get_mut(..len.min(MAX_FRAME)).unwrap_or(&mut []);
+        let result = f(out);
+        self.lane.send(out, self.rng, self.stats);
         result
     }
 }
@@ -241,4 +416,85 @@ pub fn interface<D: Device + ?Sized>(
         }
     });
     iface
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use std::vec::Vec as StdVec;
+
+    use super::*;
+    use smoltcp::phy::{RxToken as _, TxToken as _};
+
+    fn send(link: &mut Link<64>, from: Side, byte: u8) {
+        let mut end = link.end(from);
+        let token = end.transmit(Instant::ZERO).expect("not paused");
+        token.consume(60, |buf| buf.fill(byte));
+    }
+
+    fn drain(link: &mut Link<64>, at: Side) -> StdVec<StdVec<u8>> {
+        let mut out = StdVec::new();
+        let mut end = link.end(at);
+        while let Some((rx, _)) = end.receive(Instant::ZERO) {
+            rx.consume(|f| out.push(f.to_vec()));
+        }
+        out
+    }
+
+    #[test]
+    fn a_perfect_link_delivers_in_order() {
+        let mut link = Link::<64>::new();
+        for i in 0..10 {
+            send(&mut link, Side::A, i);
+        }
+        let got = drain(&mut link, Side::B);
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().enumerate().all(|(i, f)| f[0] == i as u8));
+        assert!(link.is_idle());
+    }
+
+    #[test]
+    fn faults_follow_the_seed_and_are_counted() {
+        let faults = Faults {
+            loss: 100,
+            duplicate: 100,
+            reorder: 100,
+            corrupt: 100,
+        };
+        let run = |seed| {
+            let mut link = Link::<64>::seeded(seed);
+            link.set_faults(Side::B, faults);
+            let mut got = StdVec::new();
+            for i in 0..200u8 {
+                send(&mut link, Side::A, i);
+                got.extend(drain(&mut link, Side::B));
+            }
+            (got, link.stats())
+        };
+        let (a, stats) = run(7);
+        assert_eq!(run(7).0, a, "same seed, same frames");
+        assert_ne!(run(8).0, a, "another seed, another schedule");
+        assert!(stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0);
+        assert!(stats.corrupted > 0);
+        assert_eq!(
+            a.len() as u64,
+            200 - stats.lost + stats.duplicated,
+            "{stats:?}"
+        );
+        let corrupted = a.iter().filter(|f| f.iter().any(|&b| b != f[0])).count();
+        assert!(corrupted > 0);
+    }
+
+    #[test]
+    fn the_mtu_clamp_is_reported_and_enforced_per_direction() {
+        let mut link = Link::<64>::new();
+        link.set_mtu(Side::A, 576);
+        assert_eq!(link.end(Side::A).capabilities().max_transmission_unit, 590);
+        assert_eq!(link.end(Side::B).capabilities().max_transmission_unit, 1514);
+        let mut end = link.end(Side::A);
+        let token = end.transmit(Instant::ZERO).unwrap();
+        token.consume(600, |_| ());
+        assert_eq!(link.stats().lost, 1);
+        assert!(drain(&mut link, Side::B).is_empty());
+    }
 }

@@ -71,8 +71,15 @@ impl<const SLOTS: usize> World<SLOTS> {
     pub fn with_udp<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
         tcp: TcpConfig,
     ) -> Self {
+        Self::on_link::<RX, TX, PACKETS, UDP>(Box::new(Link::new()), tcp)
+    }
+
+    /// A world on a prepared link (MTUs must be set before the interfaces exist).
+    pub fn on_link<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
+        mut link: Box<Link<LINK_FRAMES>>,
+        tcp: TcpConfig,
+    ) -> Self {
         let now = Instant::ZERO;
-        let mut link = Box::new(Link::new());
         let addrs_s = [
             IpCidr::new(IpAddress::Ipv4(SERVER_V4), 24),
             IpCidr::new(IpAddress::Ipv6(SERVER_V6), 64),
@@ -379,6 +386,9 @@ pub struct RawTcp {
     pub reading: bool,
     pub mismatch: bool,
     pub connected: bool,
+    /// Abort (RST) the connection at this instant.
+    pub abort_at: Option<Instant>,
+    pub aborted: bool,
 }
 
 impl RawTcp {
@@ -403,6 +413,8 @@ impl RawTcp {
             reading: true,
             mismatch: false,
             connected: false,
+            abort_at: None,
+            aborted: false,
         }
     }
 
