@@ -34,6 +34,9 @@ pub const ETH_BASE: usize = 0xA000_0000;
 #[cfg(not(feature = "mps2-an500"))]
 pub const ETH_BASE: usize = 0x4020_0000;
 
+/// The board's Ethernet driver type.
+pub type Eth = crate::lan9118::Lan9118<ETH_BASE>;
+
 /// UART0 of this board.
 pub fn uart() -> crate::uart::Uart {
     // SAFETY: UART0 is the CMSDK UART on every supported board; the firmware only transmits

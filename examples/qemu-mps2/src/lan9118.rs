@@ -220,24 +220,28 @@ impl Regs {
     }
 }
 
-/// A LAN9118 with its frame buffers; see the [module docs](self).
-pub struct Lan9118 {
-    regs: Regs,
+/// A LAN9118 at address `BASE` with its frame buffers; see the [module docs](self).
+///
+/// The base address is a type parameter so that the driver is all zeroes until it runs and
+/// its `static` lands in `.bss` (a field would put the 3 KiB of buffers into `.data`, and so
+/// into flash too).
+pub struct Lan9118<const BASE: usize> {
     rx: [u8; RX_MAX],
     tx: [u8; MTU],
     tag: u16,
     stats: Stats,
 }
 
-impl Lan9118 {
-    /// A driver for the controller at `base`; nothing is touched until [`init`](Self::init).
+impl<const BASE: usize> Lan9118<BASE> {
+    const REGS: Regs = Regs { base: BASE };
+
+    /// A driver for the controller at `BASE`; nothing is touched until [`init`](Self::init).
     ///
     /// # Safety
-    /// `base` must be the address of a LAN9118-compatible register block in 32-bit mode, and
+    /// `BASE` must be the address of a LAN9118-compatible register block in 32-bit mode, and
     /// nothing else may access that block while the driver exists.
-    pub const unsafe fn new(base: usize) -> Self {
+    pub const unsafe fn new() -> Self {
         Self {
-            regs: Regs { base },
             rx: [0; RX_MAX],
             tx: [0; MTU],
             tag: 0,
@@ -259,7 +263,7 @@ impl Lan9118 {
     /// promiscuous), all multicast passed too when `pass_multicast` (IPv6 needs it).
     /// Returns the station MAC address (from the EEPROM, as the controller loaded it).
     pub fn init(&mut self, pass_multicast: bool) -> Result<[u8; 6], InitError> {
-        let r = self.regs;
+        let r = Self::REGS;
         let test = r.read(BYTE_TEST);
         if test != BYTE_TEST_VALUE {
             return Err(InitError::ByteTest(test));
@@ -304,24 +308,24 @@ impl Lan9118 {
 
     /// The chip ID and revision (`0x0118_0001` on QEMU).
     pub fn id_rev(&self) -> u32 {
-        self.regs.read(ID_REV)
+        Self::REGS.read(ID_REV)
     }
 
     /// The controller's free-running 25 MHz counter (a little entropy for the TCP stack).
     pub fn free_run(&self) -> u32 {
-        self.regs.read(FREE_RUN)
+        Self::REGS.read(FREE_RUN)
     }
 
     /// Whether the PHY reports the link up.
     pub fn link_up(&self) -> bool {
-        self.regs
+        Self::REGS
             .phy_read(PHY_BSR)
             .is_ok_and(|bsr| bsr & BSR_LINK_UP != 0)
     }
 
     /// Whether a received frame is waiting (cheap: one register read).
     pub fn rx_pending(&self) -> bool {
-        self.regs.rx_frames_waiting() != 0
+        Self::REGS.rx_frames_waiting() != 0
     }
 
     /// The counters so far.
@@ -331,7 +335,7 @@ impl Lan9118 {
 
     /// Count and clear the error interrupt status bits and recover where needed.
     fn check_errors(&mut self) {
-        let r = self.regs;
+        let r = Self::REGS;
         let sts = r.read(INT_STS) & INT_ERRORS;
         if sts == 0 {
             return;
@@ -365,10 +369,10 @@ impl Lan9118 {
     /// Pop the TX status FIFO (bounded), counting frames that failed.
     fn drain_tx_status(&mut self) {
         for _ in 0..TX_STATUS_MAX {
-            if (self.regs.read(TX_FIFO_INF) >> 16) & 0xff == 0 {
+            if (Self::REGS.read(TX_FIFO_INF) >> 16) & 0xff == 0 {
                 break;
             }
-            if self.regs.read(TX_STATUS_FIFO) & TXS_ERROR != 0 {
+            if Self::REGS.read(TX_STATUS_FIFO) & TXS_ERROR != 0 {
                 self.stats.tx_errors = self.stats.tx_errors.wrapping_add(1);
             }
         }
@@ -376,7 +380,7 @@ impl Lan9118 {
 
     /// Read the next good frame into the receive buffer; returns its length without FCS.
     fn pop_frame(&mut self) -> Option<usize> {
-        let r = self.regs;
+        let r = Self::REGS;
         for _ in 0..RX_SKIP_MAX {
             if r.rx_frames_waiting() == 0 {
                 return None;
@@ -407,13 +411,13 @@ impl Lan9118 {
 
     /// Room for one more full frame in the TX data FIFO (two command words and the data).
     fn tx_room(&self) -> bool {
-        (self.regs.read(TX_FIFO_INF) & 0xffff) as usize >= MTU + 8
+        (Self::REGS.read(TX_FIFO_INF) & 0xffff) as usize >= MTU + 8
     }
 
     fn tx_token(&mut self) -> TxToken<'_> {
         self.tag = self.tag.wrapping_add(1);
         TxToken {
-            regs: self.regs,
+            regs: Self::REGS,
             buf: &mut self.tx,
             tag: self.tag,
             stats: &mut self.stats,
@@ -421,7 +425,7 @@ impl Lan9118 {
     }
 }
 
-impl Device for Lan9118 {
+impl<const BASE: usize> Device for Lan9118<BASE> {
     type RxToken<'a> = RxToken<'a>;
     type TxToken<'a> = TxToken<'a>;
 
@@ -436,7 +440,6 @@ impl Device for Lan9118 {
         let len = self.pop_frame()?;
         self.tag = self.tag.wrapping_add(1);
         let Self {
-            regs,
             rx,
             tx,
             tag,
@@ -445,7 +448,7 @@ impl Device for Lan9118 {
         Some((
             RxToken { frame: &rx[..len] },
             TxToken {
-                regs: *regs,
+                regs: Self::REGS,
                 buf: tx,
                 tag: *tag,
                 stats,

@@ -16,12 +16,12 @@ use cortex_m_rt::entry;
 use static_cell::ConstStaticCell;
 
 use crate::clock::Clock;
-use crate::lan9118::Lan9118;
+use crate::board::Eth;
 use crate::net::{Change, Net};
 
 // SAFETY: ETH_BASE is the board's LAN9118 register block, and this driver (taken once, in
 // `main`) is its only user.
-static ETH: ConstStaticCell<Lan9118> = ConstStaticCell::new(unsafe { Lan9118::new(board::ETH_BASE) });
+static ETH: ConstStaticCell<Eth> = ConstStaticCell::new(unsafe { Eth::new() });
 
 /// Counters go out on the UART this often.
 const REPORT_EVERY_MS: u64 = 5_000;

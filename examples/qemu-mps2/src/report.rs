@@ -6,7 +6,7 @@ use core::panic::PanicInfo;
 use smoltcp::wire::{Ipv4Address, Ipv4Cidr};
 
 use crate::board;
-use crate::lan9118::Lan9118;
+use crate::board::Eth;
 use crate::net::{self, Net};
 use crate::stack;
 use crate::uart::Uart;
@@ -15,7 +15,7 @@ use crate::uart::Uart;
 pub const READY: &str = "echo ready on tcp/7 udp/7\n";
 
 /// MAC address and chip ID.
-pub fn nic(uart: &Uart, eth: &Lan9118, mac: [u8; 6]) {
+pub fn nic(uart: &Uart, eth: &Eth, mac: [u8; 6]) {
     uart.str("lan9118 id ").hex(eth.id_rev(), 8).str(" mac ");
     for (i, b) in mac.iter().enumerate() {
         if i > 0 {
@@ -95,17 +95,19 @@ fn panic(info: &PanicInfo) -> ! {
     cortex_m::interrupt::disable();
     let uart = board::uart();
     uart.enable();
-    uart.str("\nPANIC: ");
+    uart.str("\nPANIC");
+    // The message and location cost about 8 KiB of flash (every panic site keeps its
+    // location and core::fmt comes in), so they are behind a feature.
     #[cfg(feature = "panic-fmt")]
     {
         use core::fmt::Write;
         let mut w = board::uart();
-        let _ = write!(w, "{}", info.message());
+        let _ = write!(w, ": {info}");
     }
     #[cfg(not(feature = "panic-fmt"))]
-    uart.str(info.message().as_str().unwrap_or("(message needs the panic-fmt feature)"));
-    if let Some(at) = info.location() {
-        uart.str(" at ").str(at.file()).str(":").dec(u64::from(at.line()));
+    {
+        let _ = info;
+        uart.str(" (build with --features panic-fmt for the message)");
     }
     uart.str("\n");
     stop()
