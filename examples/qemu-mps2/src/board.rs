@@ -9,14 +9,6 @@ compile_error!("choose one board feature: mps2-an385 or mps2-an500");
 #[cfg(all(feature = "mps2-an385", target_abi = "eabihf"))]
 compile_error!("mps2-an385 is a Cortex-M3: build it with --target thumbv7m-none-eabi");
 
-/// The board name; the QEMU runner looks for `board=<name>` in the image to pick `-M`.
-#[cfg(feature = "mps2-an385")]
-pub const NAME: &str = "mps2-an385";
-#[cfg(feature = "mps2-an500")]
-pub const NAME: &str = "mps2-an500";
-#[cfg(not(any(feature = "mps2-an385", feature = "mps2-an500")))]
-pub const NAME: &str = "mps2-an386";
-
 /// The banner carries the board as `board=<name>`, which the runner script greps for.
 #[cfg(feature = "mps2-an385")]
 pub const BANNER: &str = "smolecho firmware board=mps2-an385";

@@ -104,6 +104,8 @@ pub const MTU: usize = 1514;
 /// The largest received frame kept, FCS included (a VLAN-tagged 1514 + 4 byte frame is
 /// dropped as oversize: the firmware does not use VLANs).
 const RX_MAX: usize = MTU + 4;
+/// The shortest frame taken: an Ethernet header and the FCS.
+const RX_MIN: usize = 14 + 4;
 /// Bound on waits for self-clearing bits (reset, MAC and MII access).
 const WAIT_POLLS: u32 = 100_000;
 /// Bound on bad frames skipped in one `receive`.
@@ -203,7 +205,10 @@ impl Regs {
     fn phy_write(self, reg: u32, value: u32) -> Result<(), InitError> {
         self.mii_wait()?;
         self.mac_write(MII_DATA, value)?;
-        self.mac_write(MII_ACC, (PHY_ADDR << 11) | (reg << 6) | MII_WRITE | MII_BUSY)?;
+        self.mac_write(
+            MII_ACC,
+            (PHY_ADDR << 11) | (reg << 6) | MII_WRITE | MII_BUSY,
+        )?;
         self.mii_wait()
     }
 
@@ -388,7 +393,8 @@ impl<const BASE: usize> Lan9118<BASE> {
             let status = r.read(RX_STATUS_FIFO);
             let len = ((status >> 16) & 0x3fff) as usize;
             let words = len.div_ceil(4);
-            let bad = status & (RXS_ERROR | RXS_FILTER_FAIL) != 0 || len < 14 + 4 || len > RX_MAX;
+            let bad =
+                status & (RXS_ERROR | RXS_FILTER_FAIL) != 0 || !(RX_MIN..=RX_MAX).contains(&len);
             if bad {
                 r.rx_discard(words);
                 self.stats.rx_errors = self.stats.rx_errors.wrapping_add(1);
@@ -439,12 +445,7 @@ impl<const BASE: usize> Device for Lan9118<BASE> {
         }
         let len = self.pop_frame()?;
         self.tag = self.tag.wrapping_add(1);
-        let Self {
-            rx,
-            tx,
-            tag,
-            stats,
-        } = self;
+        let Self { rx, tx, tag, stats } = self;
         Some((
             RxToken { frame: &rx[..len] },
             TxToken {

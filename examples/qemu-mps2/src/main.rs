@@ -15,8 +15,8 @@ mod uart;
 use cortex_m_rt::entry;
 use static_cell::ConstStaticCell;
 
-use crate::clock::Clock;
 use crate::board::Eth;
+use crate::clock::Clock;
 use crate::net::{Change, Net};
 
 // SAFETY: ETH_BASE is the board's LAN9118 register block, and this driver (taken once, in
@@ -64,10 +64,10 @@ fn main() -> ! {
                     ready = report::ready(&uart, clock.millis());
                 }
             }
-            Some(Change::Deconfigured) => {
+            Some(Change::Deconfigured) if ready => {
                 uart.str("dhcp: lease lost\n");
             }
-            None => {}
+            _ => {}
         }
         if clock.millis() >= next_report {
             next_report = clock.millis() + REPORT_EVERY_MS;
@@ -83,9 +83,9 @@ fn main() -> ! {
 /// passes, or the next report is due.
 fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
     let now = clock.now();
-    let wake = net
-        .poll_at(now)
-        .map_or(report_at, |at| (at.total_millis().max(0) as u64).min(report_at));
+    let wake = net.poll_at(now).map_or(report_at, |at| {
+        (at.total_millis().max(0) as u64).min(report_at)
+    });
     while clock.millis() < wake && !net.dev().rx_pending() {
         cortex_m::asm::wfi();
     }

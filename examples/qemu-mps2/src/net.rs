@@ -1,12 +1,12 @@
 //! The network side: the interface, the socket set, the echo node and (feature `dhcp`) the
 //! DHCPv4 client, all in statics.
 
+use core::mem::MaybeUninit;
 use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, Timeouts, UdpConfig, UdpEchoStorage};
 use smolecho::{TcpCounters, UdpCounters};
 use smoltcp::iface::{Config, Interface, SocketStorage};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
-use core::mem::MaybeUninit;
 
 use static_cell::{ConstStaticCell, StaticCell};
 
@@ -51,6 +51,7 @@ static IFACE: StaticCell<Interface> = StaticCell::new();
 static NET: StaticCell<Net> = StaticCell::new();
 
 /// What changed in the IPv4 setup during a poll (DHCP only).
+#[cfg_attr(not(feature = "dhcp"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Change {
     /// An address (and maybe a gateway) was configured.
@@ -125,9 +126,7 @@ impl Net {
     /// Receive, echo, transmit. Returns whether anything progressed and what changed in the
     /// address setup.
     pub fn poll(&mut self, now: Instant) -> (bool, Option<Change>) {
-        let progressed = self
-            .node
-            .poll(now, self.iface, self.dev, &mut self.sockets);
+        let progressed = self.node.poll(now, self.iface, self.dev, &mut self.sockets);
         (progressed, self.dhcp_event())
     }
 
@@ -183,7 +182,6 @@ pub const V6_ADDR: smoltcp::wire::Ipv6Cidr = smoltcp::wire::Ipv6Cidr::new(
 pub const V6_GATEWAY: smoltcp::wire::Ipv6Address =
     smoltcp::wire::Ipv6Address::new(0xfec0, 0, 0, 0, 0, 0, 0, 2);
 
-
 /// The socket set's storage, every entry empty, built in place.
 fn socket_storage() -> Option<&'static mut [SocketStorage<'static>]> {
     let slots = SOCKET_STORAGE.try_init_with(|| [const { MaybeUninit::uninit() }; SOCKETS])?;
@@ -193,5 +191,8 @@ fn socket_storage() -> Option<&'static mut [SocketStorage<'static>]> {
     // SAFETY: every element was initialized just above, and `MaybeUninit<T>` has the size,
     // alignment and layout of `T`, so the array may be viewed as a slice of `T`. The borrow of
     // `slots` is moved into the result, so nothing else can reach the elements.
-    Some(unsafe { &mut *(slots.as_mut_slice() as *mut [MaybeUninit<SocketStorage<'static>>] as *mut [SocketStorage<'static>]) })
+    Some(unsafe {
+        &mut *(slots.as_mut_slice() as *mut [MaybeUninit<SocketStorage<'static>>]
+            as *mut [SocketStorage<'static>])
+    })
 }

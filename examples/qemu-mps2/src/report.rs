@@ -23,7 +23,11 @@ pub fn nic(uart: &Uart, eth: &Eth, mac: [u8; 6]) {
         }
         uart.hex(u32::from(*b), 2);
     }
-    uart.str(if eth.link_up() { " link up\n" } else { " link down\n" });
+    uart.str(if eth.link_up() {
+        " link up\n"
+    } else {
+        " link down\n"
+    });
 }
 
 fn ipv4(uart: &Uart, a: Ipv4Address) {
@@ -53,7 +57,10 @@ pub fn address(uart: &Uart, cidr: Ipv4Cidr, gateway: Option<Ipv4Address>, how: &
 
 /// The ready line, with the boot time; returns `true`.
 pub fn ready(uart: &Uart, millis: u64) -> bool {
-    uart.str("boot to ready ").dec(millis).str(" ms, tcp ").dec(net::SLOTS as u64);
+    uart.str("boot to ready ")
+        .dec(millis)
+        .str(" ms, tcp ")
+        .dec(net::SLOTS as u64);
     uart.str(" slots\n").str(READY);
     true
 }
@@ -63,16 +70,38 @@ pub fn counters(uart: &Uart, net: &Net) {
     let (tcp, udp) = net.counters();
     let eth = net.dev().stats();
     uart.str("stats tcp accepted=").dec(tcp.accepted);
-    uart.str(" closed=").dec(tcp.closed).str(" reset=").dec(tcp.reset);
-    uart.str(" timed_out=").dec(tcp.timed_out).str(" held_syns=").dec(tcp.held_syns);
+    uart.str(" closed=")
+        .dec(tcp.closed)
+        .str(" reset=")
+        .dec(tcp.reset);
+    uart.str(" timed_out=")
+        .dec(tcp.timed_out)
+        .str(" held_syns=")
+        .dec(tcp.held_syns);
     uart.str(" bytes=").dec(tcp.bytes_out);
-    uart.str(" | udp in=").dec(udp.datagrams_in).str(" out=").dec(udp.datagrams_out);
+    uart.str(" | udp in=")
+        .dec(udp.datagrams_in)
+        .str(" out=")
+        .dec(udp.datagrams_out);
     uart.str(" dropped=").dec(udp.dropped);
-    uart.str(" | eth rx=").dec(eth.rx_frames.into()).str(" tx=").dec(eth.tx_frames.into());
-    uart.str(" rx_err=").dec(eth.rx_errors.into()).str(" rx_drop=").dec(eth.rx_dropped.into());
-    uart.str(" rx_reset=").dec(eth.rx_resets.into()).str(" tx_err=").dec(eth.tx_errors.into());
-    uart.str(" tx_ovr=").dec(eth.tx_overruns.into()).str(" tx_busy=").dec(eth.tx_busy.into());
-    uart.str("\nstack high-water ").dec(stack::high_water() as u64);
+    uart.str(" | eth rx=")
+        .dec(eth.rx_frames.into())
+        .str(" tx=")
+        .dec(eth.tx_frames.into());
+    uart.str(" rx_err=")
+        .dec(eth.rx_errors.into())
+        .str(" rx_drop=")
+        .dec(eth.rx_dropped.into());
+    uart.str(" rx_reset=")
+        .dec(eth.rx_resets.into())
+        .str(" tx_err=")
+        .dec(eth.tx_errors.into());
+    uart.str(" tx_ovr=")
+        .dec(eth.tx_overruns.into())
+        .str(" tx_busy=")
+        .dec(eth.tx_busy.into());
+    uart.str("\nstack high-water ")
+        .dec(stack::high_water() as u64);
     uart.str(" of ").dec(stack::size() as u64).str(" bytes\n");
 }
 
@@ -116,6 +145,10 @@ fn panic(info: &PanicInfo) -> ! {
 #[cortex_m_rt::exception]
 unsafe fn HardFault(frame: &cortex_m_rt::ExceptionFrame) -> ! {
     let uart = board::uart();
-    uart.str("\nHARDFAULT pc=").hex(frame.pc(), 8).str(" lr=").hex(frame.lr(), 8).str("\n");
+    uart.str("\nHARDFAULT pc=")
+        .hex(frame.pc(), 8)
+        .str(" lr=")
+        .hex(frame.lr(), 8)
+        .str("\n");
     stop()
 }

@@ -94,7 +94,11 @@ impl Uart {
     pub fn hex(&self, n: u32, width: u32) -> &Self {
         for shift in (0..width.min(8)).rev() {
             let nibble = ((n >> (shift * 4)) & 0xf) as u8;
-            self.byte(if nibble < 10 { b'0' + nibble } else { b'a' + nibble - 10 });
+            self.byte(if nibble < 10 {
+                b'0' + nibble
+            } else {
+                b'a' + nibble - 10
+            });
         }
         self
     }
