@@ -10,8 +10,9 @@
 //! ```text
 //!            Listen                 SYN seen               handshake done
 //!  Unbound ──────────▶ Listening ───────────▶ HalfOpen ───────────────────▶ Echoing
-//!     ▲                                          │ handshake timeout            │ peer FIN
-//!     │  RST sent (or grace over)                ▼                              ▼
+//!     ▲                                          │ handshake timeout:           │ peer FIN
+//!     ├──────────────────────────────────────────┘ recycled, no RST             ▼
+//!     │  RST sent (or grace over)                                               │
 //!     └──────────────────────────────────── Aborting ◀── idle timeout ──── Draining
 //!     ▲                                                                         │ all echoed
 //!     │                   peer ACKed our FIN                                    ▼
@@ -102,6 +103,10 @@ pub enum Action {
     Close,
     /// Drop the connection with an RST.
     Abort,
+    /// Forget a half-open connection without an RST and listen again at once. Its peer never
+    /// completed the handshake (and, in a SYN flood, may not exist), so there is nobody to
+    /// tell. The glue calls [`EchoConn::listening`] once the socket listens.
+    Recycle,
 }
 
 /// How a connection ended.
@@ -114,6 +119,8 @@ pub enum CloseReason {
     Reset,
     /// No byte moved for the idle timeout; we aborted.
     IdleTimeout,
+    /// The peer never sent a byte, and its slot was given to a new client (RST).
+    Evicted,
 }
 
 /// Something worth counting that a [`step`](EchoConn::step) observed.
@@ -190,6 +197,8 @@ pub struct EchoConn {
     last_activity: Instant,
     /// `(rx_queued, tx_queued)` at the previous step: a change means bytes moved on the wire.
     last_queues: (usize, usize),
+    /// The peer has sent at least one byte on this connection.
+    heard: bool,
 }
 
 impl Default for EchoConn {
@@ -205,6 +214,7 @@ impl EchoConn {
             phase: Phase::Unbound,
             last_activity: Instant::ZERO,
             last_queues: (0, 0),
+            heard: false,
         }
     }
 
@@ -272,10 +282,29 @@ impl EchoConn {
     /// Record that the glue moved `n` bytes from receive to transmit buffer.
     pub fn echoed(&mut self, now: Instant, n: usize) {
         if n > 0 {
+            self.heard = true;
             self.last_activity = now;
             let (rx, tx) = self.last_queues;
             self.last_queues = (rx.saturating_sub(n), tx.saturating_add(n));
         }
+    }
+
+    /// When this connection became an *idle holder*: accepted, and not a single byte (nor a
+    /// FIN) from the peer since. `None` for every other connection.
+    pub fn idle_holder_since(&self) -> Option<Instant> {
+        match self.phase {
+            Phase::Echoing if !self.heard => Some(self.last_activity),
+            _ => None,
+        }
+    }
+
+    /// The server takes this idle holder's slot for a new client: the glue aborts the
+    /// connection (RST) and listens again. Returns the event to count, or `None` when the
+    /// connection is not an idle holder (then nothing changes).
+    pub fn evict(&mut self) -> Option<Event> {
+        self.idle_holder_since()?;
+        self.phase = Phase::Unbound;
+        Some(Event::Closed(CloseReason::Evicted))
     }
 
     /// Tell the machine that the socket is listening again (after [`Action::Listen`] succeeded).
@@ -312,8 +341,8 @@ impl EchoConn {
     fn handshake_step(&mut self, now: Instant, since: Instant, timeouts: &Timeouts) -> Step {
         match timeouts.handshake {
             Some(limit) if elapsed(since, now) >= limit => {
-                self.phase = Phase::Aborting { since: now };
-                Step::with(Action::Abort, Event::HandshakeTimeout)
+                self.phase = Phase::Unbound;
+                Step::with(Action::Recycle, Event::HandshakeTimeout)
             }
             _ => Step::act(Action::Wait),
         }
@@ -323,6 +352,7 @@ impl EchoConn {
         self.phase = Phase::Echoing;
         self.last_activity = now;
         self.last_queues = (obs.rx_queued, obs.tx_queued);
+        self.heard = obs.rx_queued > 0;
         let step = self.echo_step(now, obs, timeouts);
         // A connection that ends in the very step it is accepted still counts as accepted;
         // its end is reported by the next step.
@@ -393,6 +423,7 @@ impl EchoConn {
     }
 
     fn note_activity(&mut self, now: Instant, obs: Observation) {
+        self.heard |= obs.rx_queued > 0 || obs.link == Link::PeerClosed;
         let queues = (obs.rx_queued, obs.tx_queued);
         if queues != self.last_queues {
             self.last_queues = queues;
@@ -504,10 +535,14 @@ mod tests {
             Action::Wait
         );
         let step = c.step(ms(2000), at(Link::Handshake), &T);
-        assert_eq!(step, Step::with(Action::Abort, Event::HandshakeTimeout));
-        assert_eq!(c.phase(), Phase::Aborting { since: ms(2000) });
-        // The RST goes out; the slot listens again.
-        assert_eq!(c.step(ms(2001), at(Link::Done), &T).action, Action::Listen);
+        assert_eq!(step, Step::with(Action::Recycle, Event::HandshakeTimeout));
+        assert_eq!(c.phase(), Phase::Unbound);
+        // The glue re-listens at once, without an RST.
+        c.listening();
+        assert_eq!(
+            c.step(ms(2001), at(Link::Listening), &T).action,
+            Action::Wait
+        );
     }
 
     #[test]
@@ -758,6 +793,31 @@ mod tests {
             handshake: None,
         });
         let _ = c.step(Instant::from_micros(i64::MIN), at(Link::Open), &T);
+    }
+
+    #[test]
+    fn only_a_connection_that_never_sent_a_byte_is_an_idle_holder() {
+        let mut c = echoing();
+        assert_eq!(c.idle_holder_since(), Some(ms(0)));
+        c.step(ms(5), obs(Link::Open, 0, 0, 100), &T);
+        assert_eq!(c.idle_holder_since(), Some(ms(0)), "nothing heard yet");
+        c.step(ms(6), obs(Link::Open, 3, 0, 100), &T);
+        assert_eq!(c.idle_holder_since(), None, "bytes arrived");
+        assert_eq!(c.evict(), None, "a talking client is never evicted");
+        assert!(c.is_active());
+        // A FIN counts as hearing from the peer too.
+        let mut c = echoing();
+        c.step(ms(1), obs(Link::PeerClosed, 0, 0, 100), &T);
+        assert_eq!(c.idle_holder_since(), None);
+    }
+
+    #[test]
+    fn evicting_an_idle_holder_frees_the_slot_and_counts_it() {
+        let mut c = echoing();
+        assert_eq!(c.evict(), Some(Event::Closed(CloseReason::Evicted)));
+        assert_eq!(c.phase(), Phase::Unbound);
+        assert_eq!(c.evict(), None);
+        assert_eq!(listening().evict(), None);
     }
 
     #[test]

@@ -12,12 +12,17 @@ pub struct TcpCounters {
     pub reset: u64,
     /// Connections aborted by the idle timeout.
     pub timed_out: u64,
+    /// Idle holders (connections that never sent a byte) aborted to make room for a new
+    /// client when no slot was free.
+    pub evicted: u64,
     /// Half-open connections dropped by the handshake timeout.
     pub handshake_timeouts: u64,
     /// SYNs held back (not answered) because every slot was busy, with `Overflow::Defer`.
     pub held_syns: u64,
     /// SYNs answered with RST because every slot was busy, with `Overflow::Refuse`.
     pub refused: u64,
+    /// Half-open slots recycled for a new SYN when no listener was free (SYN-flood defence).
+    pub half_open_recycled: u64,
     /// Bytes taken from receive buffers.
     pub bytes_in: u64,
     /// Bytes queued into transmit buffers.
@@ -25,12 +30,9 @@ pub struct TcpCounters {
 }
 
 impl TcpCounters {
-    /// Connections accepted and not yet ended: `accepted - closed - reset - timed_out`.
+    /// Connections accepted and not yet ended: `accepted - ended`.
     pub fn active(&self) -> u64 {
-        self.accepted
-            .wrapping_sub(self.closed)
-            .wrapping_sub(self.reset)
-            .wrapping_sub(self.timed_out)
+        self.accepted.wrapping_sub(self.ended())
     }
 
     /// Every connection that ended, whatever the reason.
@@ -38,6 +40,7 @@ impl TcpCounters {
         self.closed
             .wrapping_add(self.reset)
             .wrapping_add(self.timed_out)
+            .wrapping_add(self.evicted)
     }
 }
 

@@ -7,6 +7,14 @@
 //! interface for one `Interface::poll`, is told how many listeners are free, and holds back
 //! every further *initial* SYN (SYN set, ACK clear) to the service port.
 //!
+//! **SYN-flood defence.** Under SYN pressure (every slot has been half-open for a while, see
+//! [`SYN_PRESSURE_AFTER`](crate::tcp_server::SYN_PRESSURE_AFTER)), when no listener is free but
+//! some slot is only half-open, a new initial SYN is not held: the gate keeps a copy
+//! ([`GateState::take_pending`]) and the server recycles the oldest half-open slot for it and
+//! feeds the copy back to the interface ([`Replay`]). Spoofed SYNs from hosts that never
+//! answer thus cannot occupy every slot: a real client's SYN always finds a slot, and its
+//! handshake completes as long as fewer than `SLOTS` newer SYNs arrive within its round trip.
+//!
 //! It cannot drop anything else: a frame is held only when it parses completely as Ethernet
 //! (or raw IP) + IPv4/IPv6 + TCP with that destination port and those flags. Fragments,
 //! extension headers, malformed frames and every other protocol pass through untouched, to be
@@ -29,9 +37,12 @@ pub enum Overflow {
     Refuse,
 }
 
+/// The largest SYN frame kept for replay: Ethernet + IPv4 with options + TCP with options
+/// (14 + 60 + 60). Larger frames are not initial SYNs anyone sends; they are held instead.
+pub const MAX_SYN_FRAME: usize = 134;
+
 /// The gate's budget and tallies for one interface poll.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GateState {
     /// The service port whose SYNs are gated.
     pub port: u16,
@@ -43,6 +54,10 @@ pub struct GateState {
     pub held: u64,
     /// SYNs that found no listener with `Overflow::Refuse` so far.
     pub refused: u64,
+    /// Whether a half-open slot could be recycled for a SYN that finds no listener.
+    pub recyclable: bool,
+    /// A SYN kept for replay once a half-open slot is recycled.
+    pending: Option<heapless::Vec<u8, MAX_SYN_FRAME>>,
 }
 
 impl GateState {
@@ -54,7 +69,14 @@ impl GateState {
             budget: 0,
             held: 0,
             refused: 0,
+            recyclable: false,
+            pending: None,
         }
+    }
+
+    /// The SYN kept for replay by the last frame, if any.
+    pub fn take_pending(&mut self) -> Option<heapless::Vec<u8, MAX_SYN_FRAME>> {
+        self.pending.take()
     }
 
     /// Decide about one received frame: `true` lets it through.
@@ -65,6 +87,13 @@ impl GateState {
         if self.budget > 0 {
             self.budget = self.budget.saturating_sub(1);
             return true;
+        }
+        if self.recyclable
+            && self.pending.is_none()
+            && let Ok(copy) = heapless::Vec::from_slice(frame)
+        {
+            self.pending = Some(copy);
+            return false;
         }
         match self.overflow {
             Overflow::Defer => {
@@ -124,6 +153,63 @@ impl<D: Device + ?Sized> Device for SynGate<'_, D> {
 
     fn capabilities(&self) -> DeviceCapabilities {
         self.inner.capabilities()
+    }
+}
+
+/// A device that yields one saved frame, then nothing; transmissions go to the real device.
+///
+/// Used to hand a SYN kept by the gate back to the interface once a slot is free for it.
+#[derive(Debug)]
+pub struct Replay<'r, D: ?Sized> {
+    inner: &'r mut D,
+    frame: Option<&'r [u8]>,
+}
+
+impl<'r, D: Device + ?Sized> Replay<'r, D> {
+    /// Replay `frame` once, answering through `inner`.
+    pub fn new(inner: &'r mut D, frame: &'r [u8]) -> Self {
+        Self {
+            inner,
+            frame: Some(frame),
+        }
+    }
+}
+
+impl<D: Device + ?Sized> Device for Replay<'_, D> {
+    type RxToken<'a>
+        = ReplayRxToken<'a>
+    where
+        Self: 'a;
+    type TxToken<'a>
+        = D::TxToken<'a>
+    where
+        Self: 'a;
+
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let frame = self.frame.take()?;
+        let tx = self.inner.transmit(timestamp)?;
+        Some((ReplayRxToken(frame), tx))
+    }
+
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
+        self.inner.transmit(timestamp)
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        self.inner.capabilities()
+    }
+}
+
+/// The receive token of a [`Replay`].
+#[derive(Debug)]
+pub struct ReplayRxToken<'a>(&'a [u8]);
+
+impl phy::RxToken for ReplayRxToken<'_> {
+    fn consume<R, F>(self, f: F) -> R
+    where
+        F: FnOnce(&[u8]) -> R,
+    {
+        f(self.0)
     }
 }
 

@@ -11,14 +11,14 @@
 
 use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
-use smoltcp::socket::{AnySocket, tcp};
+use smoltcp::socket::{AnySocket, Socket, tcp};
 use smoltcp::time::{Duration, Instant};
 
 use crate::Error;
-use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Timeouts};
+use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
 use crate::counters::{TcpCounters, bump};
-use crate::gate::{GateState, Overflow, SynGate};
-use crate::sockets::Sockets;
+use crate::gate::{GateState, Overflow, Replay, SynGate};
+use crate::sockets::{Sockets, find_mut};
 
 /// Bytes moved per copy when echoing (the scratch buffer lives on the stack).
 const ECHO_CHUNK: usize = 1024;
@@ -26,6 +26,17 @@ const ECHO_CHUNK: usize = 1024;
 /// Bound on frames taken from the device in one poll, so a flood cannot starve the caller;
 /// a poll that stops there asks to be called again at once (see `poll_at`).
 const MAX_FRAMES_PER_POLL: usize = 1024;
+
+/// Every slot half-open for this long means a SYN flood (see `under_syn_pressure`).
+pub const SYN_PRESSURE_AFTER: Duration = Duration::from_millis(250);
+
+/// A connection that has not sent a byte this long after its handshake may lose its slot to a
+/// new client when no slot is free (the idle-holder defence). Echo clients send at once; a
+/// peer that connects and stays silent only holds a slot others wait for.
+pub const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(1);
+
+/// How long the SYN-flood defence stays on after the flood was last seen.
+pub const SYN_PRESSURE_HOLD: Duration = Duration::from_secs(10);
 
 /// Bound on state-machine steps per slot per poll, so one slot cannot starve the others.
 const STEPS_PER_POLL: usize = 8;
@@ -104,6 +115,8 @@ impl Default for TcpConfig {
 struct Slot {
     handle: SocketHandle,
     conn: EchoConn,
+    /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
+    recycle: bool,
 }
 
 /// A TCP echo server with `SLOTS` connection slots; see the [module docs](self).
@@ -115,6 +128,8 @@ pub struct TcpEchoServer<const SLOTS: usize> {
     counters: TcpCounters,
     /// The last poll stopped at `MAX_FRAMES_PER_POLL` with frames still waiting.
     backlog: bool,
+    /// Until when half-open slots may be recycled for new SYNs (SYN-flood defence).
+    pressure_until: Option<Instant>,
 }
 
 impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
@@ -154,6 +169,7 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             Slot {
                 handle: handle.unwrap_or_default(),
                 conn: EchoConn::new(),
+                recycle: false,
             }
         });
         if failed {
@@ -165,6 +181,7 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             gate: GateState::new(config.port, config.overflow),
             counters: TcpCounters::default(),
             backlog: false,
+            pressure_until: None,
         };
         // Listen at once, so the first SYN finds a listener.
         server.service(Instant::ZERO, sockets);
@@ -229,8 +246,13 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         self.backlog = true;
         for _ in 0..MAX_FRAMES_PER_POLL {
             self.gate.budget = self.listening(sockets);
+            self.gate.recyclable = self.gate.budget == 0 && self.reclaimable(now).is_some();
             let mut gated = SynGate::new(device, &mut self.gate);
-            match iface.poll_ingress_single(now, &mut gated, sockets) {
+            let mut result = iface.poll_ingress_single(now, &mut gated, sockets);
+            if let Some(syn) = self.gate.take_pending() {
+                result = self.recycle_for(now, iface, device, sockets, &syn);
+            }
+            match result {
                 PollIngressSingleResult::None => {
                     self.backlog = false;
                     break;
@@ -256,10 +278,106 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         progressed
     }
 
+    /// Whether half-open slots may be recycled for new SYNs (the SYN-flood defence).
+    ///
+    /// Pressure starts when every slot has been half-open for [`SYN_PRESSURE_AFTER`]: real
+    /// handshakes complete within a round trip, so a full house of stale half-open slots means
+    /// SYNs from hosts that do not answer. It lasts [`SYN_PRESSURE_HOLD`] after it was last
+    /// seen. A legitimate burst of more clients than slots never triggers it and keeps the
+    /// plain `Overflow` behaviour, so no real handshake in flight is thrown away.
+    fn under_syn_pressure(&mut self, now: Instant) -> bool {
+        let youngest = self
+            .slots
+            .iter()
+            .map(|s| match s.conn.phase() {
+                Phase::HalfOpen { since } => Some(since),
+                _ => None,
+            })
+            .try_fold(Instant::ZERO, |acc, since| since.map(|t| acc.max(t)));
+        if let Some(youngest) = youngest
+            && crate::conn::elapsed(youngest, now) >= SYN_PRESSURE_AFTER
+        {
+            self.pressure_until = Some(crate::conn::later(now, SYN_PRESSURE_HOLD));
+        }
+        match self.pressure_until {
+            Some(until) if now < until => self.oldest_half_open().is_some(),
+            _ => false,
+        }
+    }
+
+    /// The slot a SYN that finds no listener may take: under SYN pressure the oldest
+    /// half-open slot, otherwise the longest idle holder of at least [`IDLE_HOLDER_AFTER`].
+    fn reclaimable(&mut self, now: Instant) -> Option<usize> {
+        if self.under_syn_pressure(now) {
+            return self.oldest_half_open();
+        }
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.conn.idle_holder_since().map(|since| (since, i)))
+            .filter(|(since, _)| crate::conn::elapsed(*since, now) >= IDLE_HOLDER_AFTER)
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    /// The slot whose handshake has waited longest.
+    fn oldest_half_open(&self) -> Option<usize> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| match s.conn.phase() {
+                Phase::HalfOpen { since } => Some((since, i)),
+                _ => None,
+            })
+            .min()
+            .map(|(_, i)| i)
+    }
+
+    /// Give a reclaimable slot to the SYN the gate kept, and hand that SYN to the interface.
+    /// A dropped half-open connection gets no RST (its SYN most likely came from a host that
+    /// will never answer); an evicted idle holder does.
+    fn recycle_for<D: Device + ?Sized>(
+        &mut self,
+        now: Instant,
+        iface: &mut Interface,
+        device: &mut D,
+        sockets: &mut SocketSet<'_>,
+        syn: &[u8],
+    ) -> PollIngressSingleResult {
+        let config = self.config;
+        let Some(slot) = self.reclaimable(now).and_then(|i| self.slots.get_mut(i)) else {
+            bump(&mut self.gate.held, 1);
+            return PollIngressSingleResult::PacketProcessed;
+        };
+        if let Some(event) = slot.conn.evict() {
+            // An idle holder has a live peer: tell it with an RST before the slot is reused.
+            if let Some(socket) = find_mut::<tcp::Socket>(sockets, slot.handle) {
+                socket.abort();
+            }
+            iface.poll_egress(now, device, sockets);
+            count(&mut self.counters, event);
+        } else {
+            bump(&mut self.counters.half_open_recycled, 1);
+        }
+        if !recycle_slot(slot, sockets, &config) {
+            bump(&mut self.gate.held, 1);
+            return PollIngressSingleResult::SocketStateChanged;
+        }
+        match iface.poll_ingress_single(now, &mut Replay::new(device, syn), sockets) {
+            // The replay device had no transmit token to offer: the SYN is lost, as if held.
+            PollIngressSingleResult::None => {
+                bump(&mut self.gate.held, 1);
+                PollIngressSingleResult::SocketStateChanged
+            }
+            _ => PollIngressSingleResult::SocketStateChanged,
+        }
+    }
+
     /// Serve every slot once: echo what can be echoed, close, abort or re-listen. Returns
     /// whether any slot did something.
     pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut progressed = false;
+        let mut recycle = false;
         for (handle, socket) in sockets.iter_mut() {
             let Some(slot) = self.slots.iter_mut().find(|s| s.handle == handle) else {
                 continue;
@@ -268,6 +386,12 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
                 continue;
             };
             progressed |= drive(slot, socket, now, &self.config, &mut self.counters);
+            recycle |= slot.recycle;
+        }
+        if recycle {
+            for slot in self.slots.iter_mut().filter(|s| s.recycle) {
+                recycle_slot(slot, sockets, &self.config);
+            }
         }
         progressed
     }
@@ -339,10 +463,43 @@ fn drive(
             }
             Action::Close => socket.close(),
             Action::Abort => socket.abort(),
+            Action::Recycle => {
+                // Needs the whole socket set: `service` finishes it after its pass.
+                slot.recycle = true;
+                return true;
+            }
         }
         acted = true;
     }
     acted
+}
+
+/// Put a slot's socket back to listening without an RST, in a fresh socket-set entry.
+///
+/// smoltcp keeps some per-socket state in the set's entry rather than in the socket: after
+/// failing to reach a neighbour it silences the socket for a second. A half-open connection
+/// from a spoofed address leaves its entry silenced, and a real client landing on the same
+/// socket would wait out that second. Removing the socket and adding it back gives it a
+/// fresh entry. Returns whether the slot listens again.
+fn recycle_slot(slot: &mut Slot, sockets: &mut SocketSet<'_>, config: &TcpConfig) -> bool {
+    slot.recycle = false;
+    // Checked first, so `remove` below cannot panic: the handle is in the set and is TCP.
+    if find_mut::<tcp::Socket>(sockets, slot.handle).is_none() {
+        return false;
+    }
+    let Socket::Tcp(mut socket) = sockets.remove(slot.handle) else {
+        return false;
+    };
+    // abort() then listen(): listen() resets the socket, so no RST is ever sent.
+    socket.abort();
+    let listening = socket.listen(config.port).is_ok();
+    configure(&mut socket, config);
+    // The entry just freed is there for it: `add` cannot find the set full.
+    slot.handle = sockets.add(socket);
+    if listening {
+        slot.conn.listening();
+    }
+    listening
 }
 
 fn count(counters: &mut TcpCounters, event: Event) {
@@ -352,6 +509,7 @@ fn count(counters: &mut TcpCounters, event: Event) {
         Event::Closed(CloseReason::Graceful) => &mut counters.closed,
         Event::Closed(CloseReason::Reset) => &mut counters.reset,
         Event::Closed(CloseReason::IdleTimeout) => &mut counters.timed_out,
+        Event::Closed(CloseReason::Evicted) => &mut counters.evicted,
     };
     bump(counter, 1);
 }

@@ -81,17 +81,17 @@ impl<const SLOTS: usize> World<SLOTS> {
     ) -> Self {
         let now = Instant::ZERO;
         let addrs_s = [
-            IpCidr::new(IpAddress::Ipv4(SERVER_V4), 24),
+            IpCidr::new(IpAddress::Ipv4(SERVER_V4), 16),
             IpCidr::new(IpAddress::Ipv6(SERVER_V6), 64),
         ];
         let addrs_c = [
-            IpCidr::new(IpAddress::Ipv4(CLIENT_V4), 24),
+            IpCidr::new(IpAddress::Ipv4(CLIENT_V4), 16),
             IpCidr::new(IpAddress::Ipv6(CLIENT_V6), 64),
         ];
         let server_iface = sim::interface(&mut link.end(Side::A), 1, &addrs_s, now);
         let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
-        let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
-        let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 80]).as_mut_slice());
+        let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
+        let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
         let node = EchoNode::new(
             (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
             (

@@ -1,0 +1,174 @@
+//! SYN-flood defence on the simulated network: spoofed SYNs from addresses that never answer
+//! (their ARP requests go unanswered) must not starve real clients.
+
+mod common;
+
+use common::*;
+use smolecho::sim::Side;
+use smolecho::smoltcp::phy::ChecksumCapabilities;
+use smolecho::smoltcp::time::{Duration, Instant};
+use smolecho::smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpProtocol,
+    Ipv4Address, Ipv4Packet, Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
+};
+use smolecho::{TcpClientConfig, TcpConfig};
+
+/// An initial SYN from a spoofed source to the server's echo port.
+pub fn spoofed_syn(n: u32) -> Vec<u8> {
+    // 1000 spoofed addresses, 10.0.4.0 - 10.0.7.231: inside the server's /16, so it sends ARP
+    // requests for them, which nobody answers.
+    let host = n % 1000;
+    let src = Ipv4Address::new(10, 0, 4 + (host / 250) as u8, (host % 250) as u8);
+    let tcp = TcpRepr {
+        src_port: 1024 + (n % 60000) as u16,
+        dst_port: PORT,
+        control: TcpControl::Syn,
+        seq_number: TcpSeqNumber(n as i32),
+        ack_number: None,
+        window_len: 64240,
+        window_scale: None,
+        max_seg_size: Some(1460),
+        sack_permitted: false,
+        sack_ranges: [None; 3],
+        timestamp: None,
+        payload: &[],
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Tcp,
+        payload_len: tcp.buffer_len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0x66, 0x66]),
+        dst_addr: EthernetAddress([0x02, 0, 0, 0, 0, 1]),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + tcp.buffer_len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    let mut segment = TcpPacket::new_unchecked(packet.payload_mut());
+    tcp.emit(
+        &mut segment,
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(SERVER_V4),
+        &caps,
+    );
+    buf
+}
+
+#[test]
+fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
+    const SYNS_PER_MS: u32 = 2;
+    const FLOOD_MS: u32 = 10_000;
+    let mut w = World::<8>::new::<2048, 2048, 1472>(TcpConfig::on_port(PORT));
+    let mut runs: Vec<TcpRun> = (0..8u16)
+        .map(|i| {
+            let mut run = TcpRun::new::<2048, 2048>(
+                &mut w.client_sockets,
+                TcpClientConfig {
+                    timeout: Duration::from_secs(30),
+                    ..TcpClientConfig::DEFAULT
+                },
+                server_v4(),
+                45000 + i,
+                pattern(4096),
+            );
+            // Spread over the flood: the first after 0.5 s, the last after 7.5 s.
+            run.start_at = Instant::from_millis(500 + 1000 * i64::from(i));
+            run
+        })
+        .collect();
+    let mut sent = 0u32;
+    for _ in 0..FLOOD_MS {
+        for _ in 0..SYNS_PER_MS {
+            assert!(w.link.inject(Side::A, &spoofed_syn(sent)), "link full");
+            sent += 1;
+        }
+        let mut actors: Vec<&mut dyn Actor> =
+            runs.iter_mut().map(|r| r as &mut dyn Actor).collect();
+        w.step(&mut actors);
+        w.now += Duration::from_millis(1);
+    }
+    assert_eq!(sent, 20_000);
+    // Every real client was served while the flood went on, each within a second.
+    let c = w.node.tcp_counters();
+    println!("after the flood: {c:?}");
+    for (i, run) in runs.iter().enumerate() {
+        match run.outcome() {
+            Some(smolecho::TcpOutcome::Echoed { connect, .. }) => {
+                assert!(
+                    connect < Duration::from_secs(1),
+                    "real client {i}: connect took {connect}"
+                )
+            }
+            other => panic!("real client {i} not served during the flood: {other:?}; server {c:?}"),
+        }
+    }
+    assert!(c.half_open_recycled > 0, "{c:?}");
+    // Once the flood is over every slot returns to listening.
+    w.run_for(&mut [], Duration::from_secs(10));
+    assert_eq!(w.node.tcp().active_slots(), 0);
+}
+
+#[test]
+fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
+    let idle = Duration::from_secs(5);
+    let mut w = World::<8>::new::<1024, 1024, 1472>(TcpConfig {
+        timeouts: smolecho::Timeouts {
+            idle: Some(idle),
+            ..smolecho::Timeouts::DEFAULT
+        },
+        ..TcpConfig::on_port(PORT)
+    });
+    // 100 connections that send nothing.
+    let mut holders: Vec<RawTcp> = (0..100u16)
+        .map(|i| RawTcp::new::<256, 256>(&mut w.client_sockets, server_v4(), 20000 + i, &[]))
+        .collect();
+    {
+        let mut actors: Vec<&mut dyn Actor> =
+            holders.iter_mut().map(|r| r as &mut dyn Actor).collect();
+        w.run_for(&mut actors, Duration::from_secs(1));
+    }
+    assert_eq!(
+        w.node.tcp().active_slots(),
+        8,
+        "the holders took every slot"
+    );
+    // A real client arrives while every slot is held.
+    let mut run = TcpRun::new::<1024, 1024>(
+        &mut w.client_sockets,
+        TcpClientConfig {
+            timeout: Duration::from_secs(60),
+            ..TcpClientConfig::DEFAULT
+        },
+        server_v4(),
+        46000,
+        smolecho::DEFAULT_MESSAGE,
+    );
+    run.start_at = w.now;
+    let arrived = w.now;
+    {
+        let mut actors: Vec<&mut dyn Actor> =
+            holders.iter_mut().map(|r| r as &mut dyn Actor).collect();
+        actors.push(&mut run);
+        w.run_until(&mut actors, Duration::from_secs(60), |_| false);
+    }
+    let c = w.node.tcp_counters();
+    match run.outcome() {
+        Some(smolecho::TcpOutcome::Echoed { connect, .. }) => {
+            println!("served {connect} after arriving; server {c:?}");
+            assert!(
+                connect <= idle + Duration::from_secs(4),
+                "served only after {connect} (idle timeout {idle})"
+            );
+        }
+        other => panic!("not served: {other:?}; server {c:?}"),
+    }
+    assert!(c.evicted >= 1, "{c:?}");
+    let _ = arrived;
+}
