@@ -66,9 +66,21 @@
         clippy::unwrap_used,
         clippy::expect_used,
         clippy::panic,
-        clippy::indexing_slicing
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
     )
 )]
+
+/// A debug-level diagnostic through `log` or `defmt`, whichever is enabled (smoltcp allows
+/// one at a time); nothing otherwise. Arguments must be `Copy` values that both understand.
+macro_rules! diag {
+    ($($arg:tt)*) => {{
+        #[cfg(feature = "log")]
+        log::debug!($($arg)*);
+        #[cfg(feature = "defmt")]
+        defmt::debug!($($arg)*);
+    }};
+}
 
 pub mod conn;
 pub mod counters;

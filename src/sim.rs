@@ -181,7 +181,7 @@ impl Rng {
     /// A value in `0..n` (0 when `n` is 0).
     pub fn below(&mut self, n: usize) -> usize {
         match u64::try_from(n) {
-            Ok(n) if n > 0 => usize::try_from(self.next_u64() % n).unwrap_or(0),
+            Ok(n) => usize::try_from(self.next_u64().checked_rem(n).unwrap_or(0)).unwrap_or(0),
             _ => 0,
         }
     }

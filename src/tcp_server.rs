@@ -438,6 +438,7 @@ fn drive(
     for _ in 0..STEPS_PER_POLL {
         let step = slot.conn.step(now, observe(socket), &config.timeouts);
         if let Some(event) = step.event {
+            diag!("smolecho: tcp/{} {:?}", config.port, event);
             count(counters, event);
         }
         match step.action {
@@ -543,7 +544,7 @@ fn echo(socket: &mut tcp::Socket<'_>, max: usize) -> usize {
     let mut chunk = [0u8; ECHO_CHUNK];
     let mut moved = 0usize;
     while moved < max {
-        let want = (max - moved).min(ECHO_CHUNK);
+        let want = max.saturating_sub(moved).min(ECHO_CHUNK);
         let Some(buf) = chunk.get_mut(..want) else {
             break;
         };
@@ -557,7 +558,7 @@ fn echo(socket: &mut tcp::Socket<'_>, max: usize) -> usize {
         if taken == 0 || socket.send_slice(data).unwrap_or(0) != taken {
             break;
         }
-        moved += taken;
+        moved = moved.saturating_add(taken);
     }
     moved
 }
