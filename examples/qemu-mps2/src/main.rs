@@ -11,6 +11,7 @@ mod net;
 mod report;
 mod stack;
 mod uart;
+mod vectors;
 
 use cortex_m_rt::entry;
 use static_cell::ConstStaticCell;
