@@ -172,3 +172,73 @@ fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
     assert!(c.evicted >= 1, "{c:?}");
     let _ = arrived;
 }
+
+/// The round-trip times of `runs` sequential echoes of 1 KiB, with or without a stuck reader
+/// holding one slot with full buffers.
+fn echo_rtts_with(stuck_reader: bool) -> Vec<Duration> {
+    // No idle timeout: the stuck reader must stay stuck for the whole measurement.
+    let mut w = World::<4>::new::<2048, 2048, 1472>(TcpConfig {
+        timeouts: smolecho::Timeouts {
+            idle: None,
+            ..smolecho::Timeouts::DEFAULT
+        },
+        ..TcpConfig::on_port(PORT)
+    });
+    let mut stuck =
+        RawTcp::new::<2048, 65536>(&mut w.client_sockets, server_v4(), 47000, pattern(60_000));
+    stuck.reading = false;
+    if stuck_reader {
+        w.run_for(&mut [&mut stuck], Duration::from_secs(2));
+        assert_eq!(
+            w.node.tcp().active_slots(),
+            1,
+            "the stuck reader holds a slot"
+        );
+    }
+    let mut rtts = Vec::new();
+    for i in 0..20u16 {
+        let mut run = TcpRun::new::<2048, 2048>(
+            &mut w.client_sockets,
+            TcpClientConfig::DEFAULT,
+            server_v4(),
+            47100 + i,
+            pattern(1024),
+        );
+        run.start_at = w.now;
+        if stuck_reader {
+            w.run_until(&mut [&mut run, &mut stuck], Duration::from_secs(5), |_| {
+                false
+            });
+        } else {
+            w.run_until(&mut [&mut run], Duration::from_secs(5), |_| false);
+        }
+        match run.outcome() {
+            Some(smolecho::TcpOutcome::Echoed { rtt, .. }) => rtts.push(rtt),
+            other => panic!("echo {i} with stuck reader {stuck_reader}: {other:?}"),
+        }
+    }
+    if stuck_reader {
+        assert!(stuck.received < stuck.message.len(), "still stuck");
+        assert_eq!(w.node.tcp_counters().timed_out, 0);
+    }
+    rtts
+}
+
+#[test]
+fn a_stuck_reader_does_not_slow_the_other_slots() {
+    let alone = echo_rtts_with(false);
+    let beside_stuck = echo_rtts_with(true);
+    let ms = |v: &[Duration]| v.iter().map(|d| d.total_millis()).collect::<Vec<_>>();
+    println!("1 KiB echo RTTs alone (ms): {:?}", ms(&alone));
+    println!(
+        "1 KiB echo RTTs beside a stuck reader (ms): {:?}",
+        ms(&beside_stuck)
+    );
+    let worst = |v: &[Duration]| v.iter().copied().max().unwrap();
+    assert!(
+        worst(&beside_stuck) <= worst(&alone) + Duration::from_millis(1),
+        "alone {:?} vs beside a stuck reader {:?}",
+        worst(&alone),
+        worst(&beside_stuck)
+    );
+}
