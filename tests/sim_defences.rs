@@ -1,5 +1,6 @@
-//! SYN-flood defence on the simulated network: spoofed SYNs from addresses that never answer
-//! (their ARP requests go unanswered) must not starve real clients.
+//! Defences on the simulated network: a SYN flood from spoofed addresses that never answer
+//! (their ARP requests go unanswered), connections that hold every slot without sending, and
+//! a client that stops reading must not starve or slow real clients.
 
 mod common;
 
