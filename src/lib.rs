@@ -39,6 +39,16 @@
 //! **Timeouts.** A connection with no byte moving for [`Timeouts::idle`] is aborted; a
 //! half-open one older than [`Timeouts::handshake`] is dropped. Both free the slot.
 //!
+//! **Defences.** A fixed pool can be exhausted on purpose, so the server reclaims slots from
+//! those who hold them without using them:
+//! - *SYN flood*: when every slot has been half-open for
+//!   [`SYN_PRESSURE_AFTER`](tcp_server::SYN_PRESSURE_AFTER), a SYN that finds no listener takes
+//!   the oldest half-open slot (no RST: its peer most likely does not exist);
+//! - *idle holders*: a connection that has not sent a byte
+//!   [`IDLE_HOLDER_AFTER`](tcp_server::IDLE_HOLDER_AFTER) after its handshake loses its slot
+//!   (with an RST) to a client that finds none free;
+//! - *slow readers* cost nothing: backpressure keeps their bytes in their own buffers.
+//!
 //! **Polling.** [`EchoNode::poll`] takes the clock, the interface, the device and the socket
 //! set; [`EchoNode::poll_at`] says when it must run again, so firmware can sleep (`WFI`)
 //! until a frame arrives or that deadline passes.
