@@ -1,0 +1,346 @@
+//! What the network harnesses share: an echo node on one simulated link, a client host on
+//! another, and the harness between them moving every frame by hand, so it can look at each
+//! one and drop, duplicate, reorder, corrupt or forge frames.
+//!
+//! ```text
+//!  server iface ── A ═ srv_link ═ B ── harness ── A ═ cli_link ═ B ── client iface
+//! ```
+
+use std::collections::VecDeque;
+
+use smolecho::sim::{self, Link, Side};
+use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
+use smolecho::smoltcp::phy::{Device, RxToken};
+use smolecho::smoltcp::socket::tcp;
+use smolecho::smoltcp::time::Instant;
+use smolecho::smoltcp::wire::{
+    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol, Ipv4Address,
+    Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket, UdpPacket,
+};
+use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, UdpConfig, UdpEchoStorage};
+
+/// The echo service's port.
+pub const PORT: u16 = 7;
+/// TCP slots of the node under test.
+pub const SLOTS: usize = 3;
+/// Per-slot buffer sizes.
+pub const SLOT_RX: usize = 2048;
+pub const SLOT_TX: usize = 2048;
+/// Datagrams and bytes of the UDP echo service.
+pub const UDP_PACKETS: usize = 4;
+pub const UDP_BYTES: usize = 1500;
+/// Frames each link direction holds.
+pub const LINK_FRAMES: usize = 32;
+
+pub const SERVER_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
+pub const CLIENT_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
+pub const SERVER_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
+pub const CLIENT_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
+/// `sim::interface` MACs: 02:00:00:00:00:<last>.
+pub const SERVER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
+pub const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+
+pub type SimLink = Link<LINK_FRAMES>;
+
+/// The server's address in the chosen IP version.
+pub fn server_ip(v6: bool) -> IpAddress {
+    if v6 {
+        IpAddress::Ipv6(SERVER_V6)
+    } else {
+        IpAddress::Ipv4(SERVER_V4)
+    }
+}
+
+/// The client's address in the chosen IP version.
+pub fn client_ip(v6: bool) -> IpAddress {
+    if v6 {
+        IpAddress::Ipv6(CLIENT_V6)
+    } else {
+        IpAddress::Ipv4(CLIENT_V4)
+    }
+}
+
+/// Memory of the node under test.
+pub struct ServerStore {
+    tcp: TcpEchoStorage<SLOTS, SLOT_RX, SLOT_TX>,
+    udp: UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
+}
+
+impl ServerStore {
+    pub fn boxed() -> Box<Self> {
+        Box::new(Self {
+            tcp: TcpEchoStorage::new(),
+            udp: UdpEchoStorage::new(),
+        })
+    }
+}
+
+/// The node under test on side A of its link.
+pub struct Server<'a> {
+    pub iface: Interface,
+    pub sockets: Sockets<'a>,
+    pub node: EchoNode<'a, SLOTS>,
+}
+
+impl<'a> Server<'a> {
+    pub fn new(
+        store: &'a mut ServerStore,
+        mem: &'a mut [SocketStorage<'a>],
+        config: TcpConfig,
+        link: &mut SimLink,
+        now: Instant,
+    ) -> Self {
+        let addrs = [
+            IpCidr::new(IpAddress::Ipv4(SERVER_V4), 24),
+            IpCidr::new(IpAddress::Ipv6(SERVER_V6), 64),
+        ];
+        let iface = sim::interface(&mut link.end(Side::A), 1, &addrs, now);
+        let mut sockets = Sockets::new(mem);
+        let node = EchoNode::new(
+            (config, &mut store.tcp),
+            (UdpConfig::on_port(PORT), &mut store.udp),
+            &mut sockets,
+        )
+        .expect("the node fits its socket set");
+        Self {
+            iface,
+            sockets,
+            node,
+        }
+    }
+
+    pub fn poll(&mut self, now: Instant, link: &mut SimLink) -> bool {
+        self.node.poll(
+            now,
+            &mut self.iface,
+            &mut link.end(Side::A),
+            &mut self.sockets,
+        )
+    }
+
+    pub fn poll_at(&mut self, now: Instant) -> Option<Instant> {
+        self.node.poll_at(now, &mut self.iface, &self.sockets)
+    }
+
+    /// The counters add up: every accepted connection ended with a counted reason
+    /// (`ended()`: closed, reset, timed out, ...) or is still served by a slot; every byte taken was queued; every datagram was echoed or
+    /// counted as dropped.
+    pub fn check_counters(&self) {
+        let c = self.node.tcp_counters();
+        let active = self.node.tcp().active_slots() as u64;
+        assert_eq!(
+            c.accepted,
+            c.ended() + active,
+            "TCP counters do not add up ({active} active slots): {c:?}"
+        );
+        assert!(active <= SLOTS as u64);
+        assert_eq!(c.bytes_in, c.bytes_out, "{c:?}");
+        let u = self.node.udp_counters();
+        assert_eq!(u.datagrams_in, u.datagrams_out + u.dropped, "{u:?}");
+        assert!(u.bytes_out <= u.bytes_in, "{u:?}");
+    }
+
+    /// The TCP state of every slot's socket.
+    pub fn slot_states(&mut self) -> Vec<tcp::State> {
+        let handles: Vec<_> = self.node.tcp().handles().collect();
+        handles
+            .into_iter()
+            .map(|h| self.sockets.get::<tcp::Socket>(h).state())
+            .collect()
+    }
+
+    /// Panics unless every slot is listening and none is active.
+    pub fn check_all_listening(&mut self, context: &str) {
+        let states = self.slot_states();
+        assert!(
+            states.iter().all(|s| *s == tcp::State::Listen),
+            "{context}: slots not all listening again: {states:?}, counters {:?}",
+            self.node.tcp_counters()
+        );
+        assert_eq!(self.node.tcp().active_slots(), 0, "{context}");
+    }
+}
+
+/// A client host on side B of its own link.
+pub fn client_iface(link: &mut SimLink, now: Instant) -> Interface {
+    let addrs = [
+        IpCidr::new(IpAddress::Ipv4(CLIENT_V4), 24),
+        IpCidr::new(IpAddress::Ipv6(CLIENT_V6), 64),
+    ];
+    sim::interface(&mut link.end(Side::B), 2, &addrs, now)
+}
+
+/// The two links and the frames the harness holds between them.
+pub struct Wire {
+    /// The server is side A.
+    pub srv_link: Box<SimLink>,
+    /// The client host is side B.
+    pub cli_link: Box<SimLink>,
+    /// Frames on their way to the server, oldest first.
+    pub to_srv: VecDeque<Vec<u8>>,
+    /// Frames on their way to the client host, oldest first.
+    pub to_cli: VecDeque<Vec<u8>>,
+}
+
+impl Default for Wire {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Wire {
+    pub fn new() -> Self {
+        Self {
+            srv_link: Box::new(Link::new()),
+            cli_link: Box::new(Link::new()),
+            to_srv: VecDeque::new(),
+            to_cli: VecDeque::new(),
+        }
+    }
+
+    /// Take what the server sent; `each` sees every frame first.
+    pub fn collect_from_server(&mut self, now: Instant, mut each: impl FnMut(&[u8])) {
+        let mut end = self.srv_link.end(Side::B);
+        while let Some((rx, _)) = end.receive(now) {
+            let frame = rx.consume(|b| {
+                each(b);
+                b.to_vec()
+            });
+            self.to_cli.push_back(frame);
+        }
+    }
+
+    /// Take what the client host sent; `each` sees every frame first.
+    pub fn collect_from_client(&mut self, now: Instant, mut each: impl FnMut(&[u8])) {
+        let mut end = self.cli_link.end(Side::A);
+        while let Some((rx, _)) = end.receive(now) {
+            let frame = rx.consume(|b| {
+                each(b);
+                b.to_vec()
+            });
+            self.to_srv.push_back(frame);
+        }
+    }
+
+    /// Hand every held frame to its destination (frames that do not fit are lost, as on a
+    /// full NIC ring).
+    pub fn deliver(&mut self) {
+        for frame in self.to_srv.drain(..) {
+            let _ = self.srv_link.inject(Side::A, &frame);
+        }
+        for frame in self.to_cli.drain(..) {
+            let _ = self.cli_link.inject(Side::B, &frame);
+        }
+    }
+
+    /// Whether no frame is held or queued anywhere.
+    pub fn is_idle(&self) -> bool {
+        self.to_srv.is_empty()
+            && self.to_cli.is_empty()
+            && self.srv_link.is_idle()
+            && self.cli_link.is_idle()
+    }
+}
+
+/// Poll the client host.
+pub fn poll_client(
+    iface: &mut Interface,
+    link: &mut SimLink,
+    sockets: &mut SocketSet<'_>,
+    now: Instant,
+) -> bool {
+    iface.poll(now, &mut link.end(Side::B), sockets) != smolecho::smoltcp::iface::PollResult::None
+}
+
+/// The interesting fields of a TCP segment in an Ethernet frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpSeen<'f> {
+    pub v6: bool,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: Option<u32>,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    pub window: u16,
+    pub payload: &'f [u8],
+}
+
+impl TcpSeen<'_> {
+    /// Sequence space the segment takes.
+    pub fn seq_len(&self) -> u32 {
+        self.payload.len() as u32 + u32::from(self.syn) + u32::from(self.fin)
+    }
+}
+
+/// The IP payload of an Ethernet frame with protocol `proto`, and whether it is IPv6.
+pub fn ip_payload(frame: &[u8], proto: IpProtocol) -> Option<(bool, &[u8])> {
+    let eth = EthernetFrame::new_checked(frame).ok()?;
+    let payload = &frame[frame.len() - eth.payload().len()..];
+    match eth.ethertype() {
+        EthernetProtocol::Ipv4 => {
+            let ip = Ipv4Packet::new_checked(payload).ok()?;
+            if ip.next_header() != proto || ip.more_frags() || ip.frag_offset() != 0 {
+                return None;
+            }
+            let inner = ip.payload();
+            let start = usize::from(ip.header_len());
+            Some((false, payload.get(start..start + inner.len())?))
+        }
+        EthernetProtocol::Ipv6 => {
+            let ip = Ipv6Packet::new_checked(payload).ok()?;
+            if ip.next_header() != proto {
+                return None;
+            }
+            let len = ip.payload().len();
+            Some((true, payload.get(40..40 + len)?))
+        }
+        _ => None,
+    }
+}
+
+/// Parse a TCP segment out of an Ethernet frame (no checksum check).
+pub fn parse_tcp(frame: &[u8]) -> Option<TcpSeen<'_>> {
+    let (v6, bytes) = ip_payload(frame, IpProtocol::Tcp)?;
+    let tcp = TcpPacket::new_checked(bytes).ok()?;
+    let header = usize::from(tcp.header_len());
+    Some(TcpSeen {
+        v6,
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
+        syn: tcp.syn(),
+        fin: tcp.fin(),
+        rst: tcp.rst(),
+        window: tcp.window_len(),
+        payload: bytes.get(header..)?,
+    })
+}
+
+/// Parse a UDP datagram out of an Ethernet frame: `(v6, src_port, dst_port, payload)`.
+pub fn parse_udp(frame: &[u8]) -> Option<(bool, u16, u16, &[u8])> {
+    let (v6, bytes) = ip_payload(frame, IpProtocol::Udp)?;
+    let udp = UdpPacket::new_checked(bytes).ok()?;
+    let len = udp.payload().len();
+    Some((v6, udp.src_port(), udp.dst_port(), bytes.get(8..8 + len)?))
+}
+
+/// A deterministic byte pattern of `len` bytes, different for each `salt`.
+pub fn pattern(len: usize, salt: u32) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ salt.wrapping_mul(0x85eb_ca6b) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Storage for a client socket set.
+pub fn socket_mem<'a>(n: usize) -> Vec<SocketStorage<'a>> {
+    (0..n).map(|_| SocketStorage::EMPTY).collect()
+}
