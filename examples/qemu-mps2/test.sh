@@ -12,6 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 PORT=7007
+L2_PORT_A=7100   # QEMU sends the guest's frames here (l2_ipv6_test.py listens)
+L2_PORT_B=7101   # and takes frames for the guest here
 READY_LINE="echo ready on tcp/7 udp/7"
 BOOT_WAIT=20     # seconds of wall time for the ready line (QEMU boots in milliseconds)
 TESTS_WAIT=300   # seconds for one image's host test, all of it
@@ -73,17 +75,24 @@ done
 # die first.
 run_image() {
   local name=$1 machine=$2 suite=$3
-  local elf="$OUT/$name.elf" uart="$OUT/$name.uart.log" pidfile="$OUT/$name.qemu.pid"
+  local elf="$OUT/$name.elf" uart="$OUT/$name-$suite.uart.log" pidfile="$OUT/$name.qemu.pid"
   rm -f "$uart" "$pidfile"
   echo "--- run $name on $machine ($suite)"
+  # full / smoke: QEMU's user network, the host's clients on 127.0.0.1:$PORT.
+  # ipv6-l2: the frames themselves, as UDP datagrams on loopback, to l2_ipv6_test.py.
+  local nic="user,model=lan9118,hostfwd=tcp:127.0.0.1:$PORT-:7,hostfwd=udp:127.0.0.1:$PORT-:7"
+  local client="python3 ./host_test.py $PORT $suite"
+  if [ "$suite" = ipv6-l2 ]; then
+    nic="socket,model=lan9118,udp=127.0.0.1:$L2_PORT_A,localaddr=127.0.0.1:$L2_PORT_B"
+    client="python3 ./l2_ipv6_test.py $L2_PORT_A $L2_PORT_B"
+  fi
   local rc=0
   timeout --kill-after=5 "$TESTS_WAIT" "${NETNS[@]}" bash -c '
     set -euo pipefail
-    elf=$1 machine=$2 suite=$3 uart=$4 pidfile=$5 port=$6 ready=$7 boot_wait=$8
+    elf=$1 machine=$2 nic=$3 client=$4 uart=$5 pidfile=$6 ready=$7 boot_wait=$8
     ip link set lo up
     qemu-system-arm -M "$machine" -display none -monitor none -serial "file:$uart" \
-      -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$port-:7,hostfwd=udp:127.0.0.1:$port-:7" \
-      -kernel "$elf" </dev/null &
+      -nic "$nic" -kernel "$elf" </dev/null &
     qpid=$!
     echo "$qpid" >"$pidfile"
     trap "kill $qpid 2>/dev/null || true; wait $qpid 2>/dev/null || true" EXIT
@@ -95,7 +104,7 @@ run_image() {
       sleep 0.05
     done
     echo "  ready line after $(( ($(date +%s%N) - start) / 1000000 )) ms of wall time"
-    python3 ./host_test.py "$port" "$suite"
+    $client
     # The periodic counters come every 5 s: wait for one written after the clients finished.
     lines=$(grep -c "^stats " "$uart" || true)
     deadline=$(( $(date +%s) + 12 ))
@@ -103,7 +112,7 @@ run_image() {
       [ "$(date +%s)" -lt "$deadline" ] || { echo "no counters line on the UART" >&2; exit 1; }
       sleep 0.2
     done
-  ' _ "$elf" "$machine" "$suite" "$uart" "$pidfile" "$PORT" "$READY_LINE" "$BOOT_WAIT" || rc=$?
+  ' _ "$elf" "$machine" "$nic" "$client" "$uart" "$pidfile" "$READY_LINE" "$BOOT_WAIT" || rc=$?
   # Belt and braces: the inner trap has killed QEMU already unless the inner shell died.
   if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   echo "  UART:"; sed 's/^/  | /' "$uart" 2>/dev/null | tail -n 12
@@ -125,8 +134,9 @@ stats = [dict(re.findall(r"(\w+)=(\d+)", line.replace("udp in", "udp_in")))
          for line in text.splitlines() if line.startswith("stats ")]
 last = {k: int(v) for k, v in stats[-1].items()}
 full = sys.argv[2] == "full"
-want_tcp = 12 if full else 1        # seed x2, 4 concurrent, 5 held-SYN clients, stream
-want_udp = 3
+suite = sys.argv[2]
+want_tcp = {"full": 12, "smoke": 1, "ipv6-l2": 0}[suite]  # full: seed x2, 4 at once, 5 held-SYN, stream
+want_udp = 4 if suite == "ipv6-l2" else 3
 assert last["accepted"] >= want_tcp, f"tcp accepted={last['accepted']} < {want_tcp}"
 assert last["udp_in"] >= want_udp and last["out"] >= want_udp, f"udp counters {last}"
 if full:
@@ -145,6 +155,7 @@ failed=0
 run_image ipv4 mps2-an386 full || failed=1
 run_image dhcp mps2-an386 full || failed=1
 run_image ipv6 mps2-an386 smoke || failed=1
+run_image ipv6 mps2-an386 ipv6-l2 || failed=1
 run_image an385 mps2-an385 smoke || failed=1
 run_image an500 mps2-an500 smoke || failed=1
 [ "$failed" = 0 ] || { echo "FIRMWARE HOST TEST FAILED" >&2; exit 1; }
