@@ -71,7 +71,8 @@ fn in_netns(case: &str, limit: Duration, mount_ns: bool, body: impl FnOnce()) {
         if in_ci() {
             panic!("{msg} (CI=true: not skipping)");
         }
-        eprintln!("\n!!!!!!!! SKIPPED: {msg}\n");
+        // Straight to the process's stderr, past the test harness's output capture.
+        let _ = writeln!(std::io::stderr(), "\n!!!!!!!! SKIPPED: {msg}\n");
         return;
     }
     let exe = std::env::current_exe().expect("test binary path");
@@ -498,14 +499,12 @@ fn seed_clients_over_ipv4_and_ipv6() {
                 let echo = seed_udp_client(ip, SEED_MESSAGE.as_bytes());
                 assert_eq!(echo, SEED_MESSAGE.as_bytes(), "UDP over {ip}");
             }
-            // The README's Python clients, unchanged.
-            let tcp = sh(&format!(
-                "python3 - 192.168.69.1 8000 <<'EOF'\n{PY_TCP_CLIENT}EOF"
-            ));
+            // The README's Python clients, as they are there.
+            let py_tcp = readme_python("echo-client.py");
+            let py_udp = readme_python("udpc.py");
+            let tcp = sh(&format!("python3 - 192.168.69.1 8000 <<'EOF'\n{py_tcp}EOF"));
             assert_eq!(tcp.trim(), format!("Received: {SEED_MESSAGE}"));
-            let udp = sh(&format!(
-                "python3 - fdaa::1 8000 <<'EOF'\n{PY_UDP_CLIENT}EOF"
-            ));
+            let udp = sh(&format!("python3 - fdaa::1 8000 <<'EOF'\n{py_udp}EOF"));
             assert_eq!(udp.trim(), format!("Received: {SEED_MESSAGE}"));
 
             // Idle: no connection, no deadline; the server must sleep on the TAP.
@@ -531,38 +530,18 @@ fn seed_clients_over_ipv4_and_ipv6() {
     );
 }
 
-/// The README's TCP client (the seed's echo-client.py, Python 3).
-const PY_TCP_CLIENT: &str = r#"import sys
-from socket import *
-host = sys.argv[1] if len(sys.argv) > 1 else "192.168.69.1"
-port = int(sys.argv[2]) if len(sys.argv) > 2 else 8000
-message = "Hello, echo server!"
-sock = socket(AF_INET6 if ":" in host else AF_INET, SOCK_STREAM)
-sock.connect((host, port))
-sock.sendall(message.encode("ascii"))
-data = b""
-while len(data) < len(message):
-    chunk = sock.recv(1024)
-    if not chunk:
-        break
-    data += chunk
-print("Received:", data.decode("ascii"))
-sock.close()
-"#;
-
-/// The README's UDP client (the seed's udpc.py, Python 3).
-const PY_UDP_CLIENT: &str = r#"import sys
-from socket import *
-host = sys.argv[1] if len(sys.argv) > 1 else "192.168.69.1"
-port = int(sys.argv[2]) if len(sys.argv) > 2 else 8000
-message = "Hello, echo server!"
-sock = socket(AF_INET6 if ":" in host else AF_INET, SOCK_DGRAM)
-sock.settimeout(2)
-sock.sendto(message.encode("ascii"), (host, port))
-data, addr = sock.recvfrom(1024)
-print("Received:", data.decode("ascii"))
-sock.close()
-"#;
+/// The README's Python block that starts with `# {name}`, as it stands there.
+fn readme_python(name: &str) -> String {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("read README.md");
+    let start = format!("```python\n# {name}");
+    let at = readme
+        .find(&start)
+        .unwrap_or_else(|| panic!("README.md has no Python block starting with `# {name}`"));
+    let body = &readme[at + "```python\n".len()..];
+    let end = body.find("```").expect("the block ends");
+    body[..end].to_string()
+}
 
 /// Case 2: `printf data | nc -N`: the client half-closes at once; everything is still echoed,
 /// then the server closes. Small and large payloads, IPv4 and IPv6.
