@@ -187,7 +187,11 @@ fn tcp_runs(
         match outcome {
             Some(TcpOutcome::Echoed { connect, rtt, .. }) => {
                 println!("Received: {}", String::from_utf8_lossy(message));
-                println!("  connect {connect}, echo round trip {rtt}");
+                println!(
+                    "  connect {} us, echo round trip {} us",
+                    connect.total_micros(),
+                    rtt.total_micros()
+                );
             }
             Some(other) => {
                 eprintln!("tap_client: exchange {} failed: {other:?}", run + 1);
@@ -227,7 +231,7 @@ fn udp_runs(
         match outcome {
             Some(UdpOutcome::Echoed { rtt, attempt }) => {
                 println!("Received: {}", String::from_utf8_lossy(message));
-                println!("  round trip {rtt} (attempt {attempt})");
+                println!("  round trip {} us (attempt {attempt})", rtt.total_micros());
             }
             Some(other) => {
                 eprintln!("tap_client: exchange {} failed: {other:?}", run + 1);
