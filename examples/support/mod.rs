@@ -12,6 +12,7 @@ pub mod tap;
 
 use std::io;
 use std::os::fd::RawFd;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -53,21 +54,39 @@ impl Default for Clock {
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// The signal mask to sleep with once the stop signals are blocked (see [`stop_on_signals`]).
+static WAIT_MASK: OnceLock<libc::sigset_t> = OnceLock::new();
+
 extern "C" fn on_stop_signal(_signal: libc::c_int) {
     // Only an atomic store: async-signal-safe.
     STOP.store(true, Ordering::SeqCst);
 }
 
 /// Make SIGINT (Ctrl-C) and SIGTERM set the stop flag instead of killing the process.
+///
+/// The two signals are then blocked except while [`wait_readable`] sleeps (`ppoll` unblocks
+/// them atomically), so a signal that arrives between the flag check and the sleep still
+/// wakes the sleep instead of waiting for the next frame.
 pub fn stop_on_signals() -> io::Result<()> {
-    for signal in [libc::SIGINT, libc::SIGTERM] {
-        let handler = on_stop_signal as extern "C" fn(libc::c_int);
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe, and it
-        // stays valid for the life of the process (it is a plain function).
-        let previous = unsafe { libc::signal(signal, handler as libc::sighandler_t) };
-        if previous == libc::SIG_ERR {
-            return Err(io::Error::last_os_error());
+    // SAFETY: sigset_t is plain data that sigemptyset/sigaddset initialise; the handler only
+    // stores to an atomic (async-signal-safe) and is a plain function, valid for ever; the
+    // masks passed to pthread_sigmask are valid for the call.
+    unsafe {
+        let mut stop: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut stop);
+        for signal in [libc::SIGINT, libc::SIGTERM] {
+            let handler = on_stop_signal as extern "C" fn(libc::c_int);
+            if libc::signal(signal, handler as libc::sighandler_t) == libc::SIG_ERR {
+                return Err(io::Error::last_os_error());
+            }
+            libc::sigaddset(&mut stop, signal);
         }
+        let mut previous: libc::sigset_t = std::mem::zeroed();
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &stop, &mut previous);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let _ = WAIT_MASK.set(previous);
     }
     Ok(())
 }
@@ -77,26 +96,30 @@ pub fn stop_requested() -> bool {
     STOP.load(Ordering::SeqCst)
 }
 
-/// Sleep until `fd` is readable, `timeout` passes (`None`: no limit) or a signal arrives.
-/// Returns whether the descriptor is readable.
-///
-/// The timeout is rounded up to the next millisecond, so a deadline a few microseconds away
-/// is slept through instead of spun on.
+/// Sleep until `fd` is readable, `timeout` passes (`None`: no limit) or a stop signal
+/// arrives. Returns whether the descriptor is readable.
 pub fn wait_readable(fd: RawFd, timeout: Option<Duration>) -> io::Result<bool> {
-    let millis: libc::c_int = match timeout {
-        None => -1,
-        Some(d) => {
-            let ms = d.total_micros().div_ceil(1000);
-            libc::c_int::try_from(ms).unwrap_or(libc::c_int::MAX)
+    let timespec = timeout.map(|d| {
+        let micros = d.total_micros();
+        libc::timespec {
+            tv_sec: libc::time_t::try_from(micros / 1_000_000).unwrap_or(libc::time_t::MAX),
+            tv_nsec: ((micros % 1_000_000) * 1000) as libc::c_long,
         }
-    };
+    });
     let mut pfd = libc::pollfd {
         fd,
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: `pfd` is a valid, initialised pollfd that outlives the call, and the count is 1.
-    let ready = unsafe { libc::poll(&mut pfd, 1, millis) };
+    let ts_ptr = timespec
+        .as_ref()
+        .map_or(std::ptr::null(), |ts| ts as *const libc::timespec);
+    let mask_ptr = WAIT_MASK
+        .get()
+        .map_or(std::ptr::null(), |m| m as *const libc::sigset_t);
+    // SAFETY: `pfd` is a valid pollfd (count 1); the timeout and mask pointers are null or
+    // point to values that outlive the call.
+    let ready = unsafe { libc::ppoll(&mut pfd, 1, ts_ptr, mask_ptr) };
     if ready < 0 {
         let err = io::Error::last_os_error();
         if err.kind() == io::ErrorKind::Interrupted {
