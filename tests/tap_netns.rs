@@ -1060,3 +1060,73 @@ fn tap_exists(name: &str) -> bool {
         .status
         .success()
 }
+
+/// The other options: other addresses (`--ip`, `--host-ip`), other ports, one slot, and an
+/// idle timeout that drops a silent client and frees its slot for the next one.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn options_addresses_ports_and_idle_timeout() {
+    in_netns(
+        "options_addresses_ports_and_idle_timeout",
+        Duration::from_secs(60),
+        false,
+        || {
+            let server = Server::start(&[
+                "--ip",
+                "10.9.0.1/24",
+                "--host-ip",
+                "10.9.0.100/24",
+                "--port",
+                "7007",
+                "--udp-port",
+                "7008",
+                "--slots",
+                "1",
+                "--idle-timeout",
+                "1",
+            ]);
+            let addr = |port: u16| -> SocketAddr { format!("10.9.0.1:{port}").parse().unwrap() };
+            // A client that connects and says nothing holds the only slot until the timeout.
+            let mut silent =
+                TcpStream::connect_timeout(&addr(7007), Duration::from_secs(10)).expect("connect");
+            silent
+                .set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let t0 = Instant::now();
+            let mut buf = [0u8; 16];
+            let ended = silent.read(&mut buf);
+            let idle = t0.elapsed();
+            println!("silent client dropped after {idle:?}: {ended:?}");
+            assert!(
+                matches!(ended, Ok(0)) || ended.is_err(),
+                "the server ends an idle connection: {ended:?}"
+            );
+            assert!(
+                idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+                "dropped after about 1 s, not {idle:?}"
+            );
+            // The slot is free again.
+            let mut s =
+                TcpStream::connect_timeout(&addr(7007), Duration::from_secs(10)).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            s.write_all(b"port 7007").expect("write");
+            let mut echo = [0u8; 9];
+            s.read_exact(&mut echo).expect("echo");
+            assert_eq!(&echo, b"port 7007");
+            drop(s);
+            let udp = UdpSocket::bind("10.9.0.100:0").expect("bind");
+            udp.set_read_timeout(Some(Duration::from_secs(2)))
+                .expect("timeout");
+            udp.send_to(b"port 7008", addr(7008)).expect("send");
+            let (n, from) = udp.recv_from(&mut buf).expect("udp echo");
+            assert_eq!((&buf[..n], from), (&b"port 7008"[..], addr(7008)));
+            // Nothing answers on the default port.
+            assert!(TcpStream::connect_timeout(&addr(8000), Duration::from_secs(5)).is_err());
+            let c = server.stop();
+            assert_eq!(c.get("tcp.timed_out"), 1);
+            assert_eq!(c.get("tcp.accepted"), 2);
+            assert_eq!(c.get("udp.datagrams_out"), 1);
+        },
+    );
+}
