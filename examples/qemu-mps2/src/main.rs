@@ -81,13 +81,18 @@ fn main() -> ! {
 }
 
 /// Sleep (WFI, woken by every SysTick) until a frame is waiting, the stack's next deadline
-/// passes, or the next report is due.
+/// passes, or the next report is due. Called only after a poll that did nothing, and it
+/// always sleeps at least one tick: a deadline already past (say, smoltcp waiting for room in
+/// the transmit FIFO) costs one poll per millisecond, never a busy loop.
 fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
     let now = clock.now();
     let wake = net.poll_at(now).map_or(report_at, |at| {
         (at.total_millis().max(0) as u64).min(report_at)
     });
-    while clock.millis() < wake && !net.dev().rx_pending() {
+    loop {
         cortex_m::asm::wfi();
+        if clock.millis() >= wake || net.dev().rx_pending() {
+            break;
+        }
     }
 }
