@@ -109,6 +109,7 @@ fn layered<const SLOTS: usize>(
     udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
     let io = Io {
+        name: device.name().to_string(),
         fd: device.as_raw_fd(),
         error: device.error_slot(),
         frames: device.counters(),
@@ -143,6 +144,7 @@ fn layered<const SLOTS: usize>(
 
 /// What the poll loop needs of the TAP below whatever layers wrap it.
 struct Io {
+    name: String,
     fd: RawFd,
     error: ErrorSlot,
     frames: Rc<RefCell<FrameCounters>>,
@@ -194,7 +196,12 @@ fn serve<const SLOTS: usize, D: Device>(
 
     println!(
         "{}",
-        listening_line(options, &iface, device.capabilities().max_transmission_unit)
+        listening_line(
+            options,
+            &io.name,
+            &iface,
+            device.capabilities().max_transmission_unit
+        )
     );
 
     let mut next_stats = options.stats.map(|period| clock.now() + period);
@@ -202,7 +209,7 @@ fn serve<const SLOTS: usize, D: Device>(
         let now = clock.now();
         node.poll(now, &mut iface, &mut device, &mut sockets);
         if let Some(err) = io.error.borrow_mut().take() {
-            return Err(format!("TAP device error: {err}").into());
+            return Err(format!("I/O error on the TAP or the capture file: {err}").into());
         }
         if let (Some(at), Some(period)) = (next_stats, options.stats)
             && now >= at
@@ -241,7 +248,12 @@ fn serve<const SLOTS: usize, D: Device>(
     Ok(())
 }
 
-fn listening_line(options: &ServerOptions, iface: &Interface, frame_mtu: usize) -> String {
+fn listening_line(
+    options: &ServerOptions,
+    name: &str,
+    iface: &Interface,
+    frame_mtu: usize,
+) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
         Overflow::Defer => "defer",
@@ -253,7 +265,7 @@ fn listening_line(options: &ServerOptions, iface: &Interface, frame_mtu: usize) 
     };
     format!(
         "listening on {} (mtu {}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
-        options.tap,
+        name,
         frame_mtu.saturating_sub(14),
         addrs.join(" "),
         options.port,
