@@ -11,7 +11,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
 
 #[cfg(not(fuzzing))]
 fn main() {
-    smolecho_fuzz::replay_args(|data| {
-        smolecho_fuzz::sim::run(data);
-    });
+    smolecho_fuzz::replay_args(smolecho_fuzz::sim::run);
 }

@@ -34,18 +34,16 @@ pub fn regression_inputs(target: &str) -> Vec<PathBuf> {
 }
 
 /// Replay the files named on the command line through `run` (the fuzz targets' `main` when
-/// they are built without cargo-fuzz).
-pub fn replay_args(run: impl Fn(&[u8])) {
+/// they are built without cargo-fuzz), printing each run's report on stdout.
+pub fn replay_args<R: std::fmt::Debug>(run: impl Fn(&[u8]) -> R) {
     let mut count = 0usize;
     for path in std::env::args_os().skip(1) {
-        let data = std::fs::read(&path)
-            .unwrap_or_else(|e| panic!("cannot read {}: {e}", Path::new(&path).display()));
-        eprintln!(
-            "replaying {} ({} bytes)",
-            Path::new(&path).display(),
-            data.len()
-        );
-        run(&data);
+        let path = Path::new(&path);
+        let data =
+            std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        eprintln!("replaying {} ({} bytes)", path.display(), data.len());
+        let report = run(&data);
+        println!("{}\t{report:?}", path.display());
         count += 1;
     }
     eprintln!("{count} input(s) replayed without a failure");

@@ -14,8 +14,8 @@ use smolecho::smoltcp::phy::{Device, RxToken};
 use smolecho::smoltcp::socket::tcp;
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{
-    EthernetAddress, EthernetFrame, EthernetProtocol, IpAddress, IpCidr, IpProtocol, Ipv4Address,
-    Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket, UdpPacket,
+    EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress,
+    IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket, UdpPacket,
 };
 use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, UdpConfig, UdpEchoStorage};
 
@@ -297,6 +297,63 @@ pub fn ip_payload(frame: &[u8], proto: IpProtocol) -> Option<(bool, &[u8])> {
             Some((true, payload.get(40..40 + len)?))
         }
         _ => None,
+    }
+}
+
+/// Recompute the IPv4 header checksum and the TCP/UDP checksum of a (mutated) frame, where
+/// the headers still parse, so the mutation gets past the checksum checks.
+pub fn refresh_checksums(frame: &mut [u8]) {
+    if frame.len() < 14 {
+        return;
+    }
+    let ethertype = u16::from_be_bytes([frame[12], frame[13]]);
+    let ip = &mut frame[14..];
+    let (src, dst, proto, start, end) = if ethertype == 0x0800 {
+        let Ok(mut p) = Ipv4Packet::new_checked(&mut ip[..]) else {
+            return;
+        };
+        p.fill_checksum();
+        let (s, d, n) = (p.src_addr(), p.dst_addr(), p.next_header());
+        let start = usize::from(p.header_len());
+        let end = usize::from(p.total_len());
+        (IpAddress::Ipv4(s), IpAddress::Ipv4(d), n, start, end)
+    } else if ethertype == 0x86dd {
+        let Ok(p) = Ipv6Packet::new_checked(&mut ip[..]) else {
+            return;
+        };
+        let (s, d, n) = (p.src_addr(), p.dst_addr(), p.next_header());
+        let end = 40 + usize::from(p.payload_len());
+        (IpAddress::Ipv6(s), IpAddress::Ipv6(d), n, 40, end)
+    } else {
+        return;
+    };
+    let Some(l4) = ip.get_mut(start..end) else {
+        return;
+    };
+    match proto {
+        IpProtocol::Tcp => {
+            if let Ok(mut p) = TcpPacket::new_checked(&mut l4[..]) {
+                p.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Udp => {
+            if let Ok(mut p) = UdpPacket::new_checked(&mut l4[..]) {
+                p.fill_checksum(&src, &dst);
+            }
+        }
+        IpProtocol::Icmp => {
+            if let Ok(mut p) = Icmpv4Packet::new_checked(&mut l4[..]) {
+                p.fill_checksum();
+            }
+        }
+        IpProtocol::Icmpv6 => {
+            if let (Ok(mut p), IpAddress::Ipv6(s), IpAddress::Ipv6(d)) =
+                (Icmpv6Packet::new_checked(&mut l4[..]), src, dst)
+            {
+                p.fill_checksum(&s, &d);
+            }
+        }
+        _ => {}
     }
 }
 
