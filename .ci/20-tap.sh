@@ -13,7 +13,7 @@ fi
 # The kernel-side tools the cases drive the examples with.
 need=()
 command -v socat >/dev/null || need+=(socat)
-nc -h 2>&1 | grep -q -- ' -N ' || need+=(netcat-openbsd) # -N: half-close on EOF
+nc -h 2>&1 | grep -qE '^[[:space:]]+-N[[:space:]]' || need+=(netcat-openbsd) # -N: half-close on EOF
 command -v tshark >/dev/null || command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v ip >/dev/null && command -v ss >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
