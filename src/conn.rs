@@ -353,13 +353,14 @@ impl EchoConn {
         self.last_activity = now;
         self.last_queues = (obs.rx_queued, obs.tx_queued);
         self.heard = obs.rx_queued > 0;
-        let step = self.echo_step(now, obs, timeouts);
-        // A connection that ends in the very step it is accepted still counts as accepted;
-        // its end is reported by the next step.
-        match step.event {
-            None => Step::with(step.action, Event::Accepted),
-            Some(_) => step,
-        }
+        // The idle clock starts now, so it cannot run out in this step (it could only with a
+        // zero limit): the step reports the accept, and any end comes with a later step.
+        let fresh = Timeouts {
+            idle: None,
+            ..*timeouts
+        };
+        let step = self.echo_step(now, obs, &fresh);
+        Step::with(step.action, Event::Accepted)
     }
 
     fn echo_step(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
@@ -818,6 +819,24 @@ mod tests {
         assert_eq!(c.phase(), Phase::Unbound);
         assert_eq!(c.evict(), None);
         assert_eq!(listening().evict(), None);
+    }
+
+    #[test]
+    fn a_zero_idle_limit_still_reports_the_accept_before_the_timeout() {
+        // Found by the `conn` fuzz target: the accept was lost, so the counters went negative.
+        let t = Timeouts {
+            idle: Some(Duration::from_micros(0)),
+            ..T
+        };
+        let mut c = listening();
+        assert_eq!(
+            c.step(ms(1), at(Link::Open), &t),
+            Step::with(Action::Wait, Event::Accepted)
+        );
+        assert_eq!(
+            c.step(ms(1), at(Link::Open), &t),
+            Step::with(Action::Abort, Event::Closed(CloseReason::IdleTimeout))
+        );
     }
 
     #[test]
