@@ -79,7 +79,7 @@ impl Net {
         let [a, b, c, d, e, f] = mac;
         let entropy = u64::from(dev.free_run());
         config.random_seed = entropy << 32 ^ u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
-        let iface = IFACE.try_init(Interface::new(config, dev, now))?;
+        let iface = IFACE.try_init_with(|| Interface::new(config, dev, now))?;
         iface.update_ip_addrs(|addrs| {
             #[cfg(not(feature = "dhcp"))]
             let _ = addrs.push(IpCidr::Ipv4(STATIC_V4));
@@ -108,7 +108,7 @@ impl Net {
             &mut sockets,
         )
         .ok()?;
-        NET.try_init(Net {
+        NET.try_init_with(|| Net {
             dev,
             iface,
             sockets,

@@ -61,7 +61,10 @@ pub fn ready(uart: &Uart, millis: u64) -> bool {
         .dec(millis)
         .str(" ms, tcp ")
         .dec(net::SLOTS as u64);
-    uart.str(" slots\n").str(READY);
+    uart.str(" slots, stack high-water at boot ")
+        .dec(stack::high_water() as u64)
+        .str(" bytes\n")
+        .str(READY);
     true
 }
 
