@@ -1128,3 +1128,52 @@ fn options_addresses_ports_and_idle_timeout() {
         },
     );
 }
+
+/// `--gateway`: replies to a client outside the TAP's subnets (an address on the namespace's
+/// `lo`) go through the Linux side as router. Without the gateway smoltcp has no route back,
+/// which the first half checks.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn gateway_routes_replies_off_link() {
+    in_netns(
+        "gateway_routes_replies_off_link",
+        Duration::from_secs(60),
+        false,
+        || {
+            sh("ip addr add 172.16.0.1/32 dev lo && ip -6 addr add fd00:16::1/128 dev lo");
+            // ARP requests from the TAP's own subnet address: smoltcp (rightly) ignores ARP
+            // from senders outside its networks.
+            sh("sysctl -qw net.ipv4.conf.all.arp_announce=2");
+            let off_link = |local: &str, server: &str| -> std::io::Result<Vec<u8>> {
+                let cmd = format!(
+                    "timeout 5 socat -T 3 - TCP:{server}:8000,bind={local},connect-timeout=2 <<< 'off link'"
+                );
+                let out = sh_output(&cmd, Duration::from_secs(10));
+                if out.status.success() && !out.stdout.is_empty() {
+                    Ok(out.stdout)
+                } else {
+                    Err(std::io::Error::other(
+                        String::from_utf8_lossy(&out.stderr).into_owned(),
+                    ))
+                }
+            };
+            let server = Server::start(&[]);
+            assert!(
+                off_link("172.16.0.1", SERVER_V4).is_err(),
+                "without a gateway there is no route back"
+            );
+            server.stop();
+            let server = Server::start(&["--gateway", "192.168.69.100", "--gateway", "fdaa::100"]);
+            assert_eq!(
+                off_link("172.16.0.1", SERVER_V4).expect("IPv4"),
+                b"off link\n"
+            );
+            assert_eq!(
+                off_link("[fd00:16::1]", "[fdaa::1]").expect("IPv6"),
+                b"off link\n"
+            );
+            let c = server.stop();
+            assert_eq!(c.get("tcp.accepted"), 2);
+        },
+    );
+}
