@@ -1144,11 +1144,13 @@ fn gateway_routes_replies_off_link() {
             // ARP requests from the TAP's own subnet address: smoltcp (rightly) ignores ARP
             // from senders outside its networks.
             sh("sysctl -qw net.ipv4.conf.all.arp_announce=2");
-            let off_link = |local: &str, server: &str| -> std::io::Result<Vec<u8>> {
+            // The first SYN may be lost while the neighbour is resolved: allow a retry.
+            let off_link = |local: &str, server: &str, wait: u32| -> std::io::Result<Vec<u8>> {
                 let cmd = format!(
-                    "timeout 5 socat -T 3 - TCP:{server}:8000,bind={local},connect-timeout=2 <<< 'off link'"
+                    "timeout 15 socat -T 3 - TCP:{server}:8000,bind={local},connect-timeout={wait} \
+                     <<< 'off link'"
                 );
-                let out = sh_output(&cmd, Duration::from_secs(10));
+                let out = sh_output(&cmd, Duration::from_secs(20));
                 if out.status.success() && !out.stdout.is_empty() {
                     Ok(out.stdout)
                 } else {
@@ -1159,17 +1161,17 @@ fn gateway_routes_replies_off_link() {
             };
             let server = Server::start(&[]);
             assert!(
-                off_link("172.16.0.1", SERVER_V4).is_err(),
+                off_link("172.16.0.1", SERVER_V4, 2).is_err(),
                 "without a gateway there is no route back"
             );
             server.stop();
             let server = Server::start(&["--gateway", "192.168.69.100", "--gateway", "fdaa::100"]);
             assert_eq!(
-                off_link("172.16.0.1", SERVER_V4).expect("IPv4"),
+                off_link("172.16.0.1", SERVER_V4, 8).expect("IPv4"),
                 b"off link\n"
             );
             assert_eq!(
-                off_link("[fd00:16::1]", "[fdaa::1]").expect("IPv6"),
+                off_link("[fd00:16::1]", "[fdaa::1]", 8).expect("IPv6"),
                 b"off link\n"
             );
             let c = server.stop();
