@@ -50,6 +50,7 @@ const HW_CFG_MBO: u32 = 1 << 20;
 // PMT_CTRL
 const PMT_READY: u32 = 1 << 0;
 // TX_CFG
+const TX_CFG_STOP_TX: u32 = 1 << 0;
 const TX_CFG_TX_ON: u32 = 1 << 1;
 const TX_CFG_TXSAO: u32 = 1 << 2;
 const TX_CFG_TXD_DUMP: u32 = 1 << 14;
@@ -63,6 +64,7 @@ const INT_TXE: u32 = 1 << 13;
 const INT_RXE: u32 = 1 << 14;
 const INT_RWT: u32 = 1 << 15;
 const INT_TXSO: u32 = 1 << 16;
+const INT_RXSTOP: u32 = 1 << 24;
 const INT_ERRORS: u32 = INT_RXDF | INT_TDFO | INT_TXE | INT_RXE | INT_RWT | INT_TXSO;
 // MAC_CSR_CMD
 const MAC_CSR_BUSY: u32 = 1 << 31;
@@ -162,6 +164,11 @@ impl Regs {
         unsafe { ptr::write_volatile((self.base + offset) as *mut u32, value) }
     }
 
+    /// Wait (bounded) until `bit` of register `offset` is set; whether it was.
+    fn wait_set(self, offset: usize, bit: u32) -> bool {
+        (0..WAIT_POLLS).any(|_| self.read(offset) & bit != 0)
+    }
+
     /// Wait (bounded) until `bit` of register `offset` is clear.
     fn wait_clear(self, offset: usize, bit: u32) -> Result<(), InitError> {
         for _ in 0..WAIT_POLLS {
@@ -234,6 +241,8 @@ pub struct Lan9118<const BASE: usize> {
     rx: [u8; RX_MAX],
     tx: [u8; MTU],
     tag: u16,
+    /// MAC_CR as written by `init` (the receiver restart writes it back).
+    mac_cr: u32,
     stats: Stats,
 }
 
@@ -250,6 +259,7 @@ impl<const BASE: usize> Lan9118<BASE> {
             rx: [0; RX_MAX],
             tx: [0; MTU],
             tag: 0,
+            mac_cr: 0,
             stats: Stats {
                 rx_frames: 0,
                 tx_frames: 0,
@@ -308,6 +318,7 @@ impl<const BASE: usize> Lan9118<BASE> {
             mac_cr |= MAC_CR_MCPAS;
         }
         r.mac_write(MAC_CR, mac_cr)?;
+        self.mac_cr = mac_cr;
         Ok(mac)
     }
 
@@ -333,6 +344,16 @@ impl<const BASE: usize> Lan9118<BASE> {
         Self::REGS.rx_frames_waiting() != 0
     }
 
+    /// Fault injection for the host test: pop the RX data FIFO while no frame is waiting,
+    /// which the controller reports as a receiver error (RXE). The next `receive` must count
+    /// it in `rx_resets`, halt the receiver, dump the FIFOs and receive again.
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_rx_underrun(&mut self) {
+        if !self.rx_pending() {
+            let _ = Self::REGS.read(RX_DATA_FIFO);
+        }
+    }
+
     /// The counters so far.
     pub fn stats(&self) -> Stats {
         self.stats
@@ -353,20 +374,28 @@ impl<const BASE: usize> Lan9118<BASE> {
             s.rx_dropped = s.rx_dropped.wrapping_add(lost);
         }
         if sts & (INT_RXE | INT_RWT) != 0 {
-            // The data FIFO and the status FIFO no longer agree: start over.
-            r.write(RX_CFG, RX_CFG_RX_DUMP);
-            r.wait_clear(RX_CFG, RX_CFG_RX_DUMP).ok();
+            // The data FIFO and the status FIFO no longer agree: halt the receiver, dump both
+            // FIFOs, and start it again.
+            let mac_cr = self.mac_cr;
+            if r.mac_write(MAC_CR, mac_cr & !MAC_CR_RXEN).is_ok() {
+                r.wait_set(INT_STS, INT_RXSTOP);
+                r.write(INT_STS, INT_RXSTOP);
+                r.write(RX_CFG, RX_CFG_RX_DUMP);
+                r.wait_clear(RX_CFG, RX_CFG_RX_DUMP).ok();
+                r.mac_write(MAC_CR, mac_cr).ok();
+            }
             s.rx_resets = s.rx_resets.wrapping_add(1);
         }
         if sts & (INT_TDFO | INT_TXSO) != 0 {
             s.tx_overruns = s.tx_overruns.wrapping_add(1);
         }
         if sts & INT_TXE != 0 {
-            // The transmitter stopped: drop what is queued and switch it on again.
-            r.write(
-                TX_CFG,
-                TX_CFG_TX_ON | TX_CFG_TXSAO | TX_CFG_TXD_DUMP | TX_CFG_TXS_DUMP,
-            );
+            // The transmitter stopped on an error: stop it cleanly, drop what is queued, and
+            // switch it on again.
+            r.write(TX_CFG, TX_CFG_STOP_TX | TX_CFG_TXSAO);
+            r.wait_clear(TX_CFG, TX_CFG_TX_ON).ok();
+            r.write(TX_CFG, TX_CFG_TXSAO | TX_CFG_TXD_DUMP | TX_CFG_TXS_DUMP);
+            r.write(TX_CFG, TX_CFG_TX_ON | TX_CFG_TXSAO);
             s.tx_errors = s.tx_errors.wrapping_add(1);
         }
     }
@@ -445,7 +474,9 @@ impl<const BASE: usize> Device for Lan9118<BASE> {
         }
         let len = self.pop_frame()?;
         self.tag = self.tag.wrapping_add(1);
-        let Self { rx, tx, tag, stats } = self;
+        let Self {
+            rx, tx, tag, stats, ..
+        } = self;
         Some((
             RxToken { frame: &rx[..len] },
             TxToken {

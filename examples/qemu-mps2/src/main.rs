@@ -45,6 +45,11 @@ fn main() -> ! {
         Err(_) => report::halt("LAN9118 init failed"),
     };
     report::nic(&uart, eth, mac);
+    #[cfg(feature = "fault-injection")]
+    {
+        eth.inject_rx_underrun();
+        uart.str("fault injection: RX data FIFO underrun\n");
+    }
     let Some(net) = Net::new(eth, mac, clock.now()) else {
         report::halt("network setup failed")
     };
