@@ -53,7 +53,8 @@ pub struct UdpCounters {
     /// Datagrams echoed back.
     pub datagrams_out: u64,
     /// Datagrams received but not echoed: no room in the transmit buffer, or larger than the
-    /// service's scratch buffer.
+    /// service's scratch buffer. Datagrams smoltcp discards because the *receive* buffer is
+    /// full never reach the service and are not counted (smoltcp does not report them).
     pub dropped: u64,
     /// Payload bytes received.
     pub bytes_in: u64,

@@ -44,7 +44,9 @@ const STEPS_PER_POLL: usize = 8;
 /// Socket buffers for `SLOTS` connections, `RX` receive and `TX` transmit bytes each.
 ///
 /// Build it with the `const fn` [`new`](Self::new) so it can live in a `static` (through a
-/// `StaticCell`), or on the stack.
+/// `StaticCell` or `ConstStaticCell`), or on the stack when small. Large pools belong in a
+/// static: `Box::new(TcpEchoStorage::new())` builds the value on the stack first in debug
+/// builds, which overflows it for pools of megabytes.
 #[derive(Debug)]
 pub struct TcpEchoStorage<const SLOTS: usize, const RX: usize, const TX: usize> {
     rx: [[u8; RX]; SLOTS],
