@@ -26,6 +26,19 @@ pub const ETH_BASE: usize = 0xA000_0000;
 #[cfg(not(feature = "mps2-an500"))]
 pub const ETH_BASE: usize = 0x4020_0000;
 
+/// The Ethernet controller's interrupt line (IRQ 13 on AN385, AN386 and AN500 as QEMU wires
+/// them; checked by reading the NVIC pending bits with a frame waiting).
+#[derive(Clone, Copy)]
+pub struct EthIrq;
+
+// SAFETY: 13 is a valid external interrupt number of these boards (the vector table in
+// `vectors.rs` has 48 entries).
+unsafe impl cortex_m::interrupt::InterruptNumber for EthIrq {
+    fn number(self) -> u16 {
+        13
+    }
+}
+
 /// The board's Ethernet driver type.
 pub type Eth = crate::lan9118::Lan9118<ETH_BASE>;
 

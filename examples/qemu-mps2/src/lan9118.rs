@@ -28,8 +28,10 @@ const RX_STATUS_FIFO: usize = 0x40;
 const TX_STATUS_FIFO: usize = 0x48;
 const ID_REV: usize = 0x50;
 const INT_STS: usize = 0x58;
+const IRQ_CFG: usize = 0x54;
 const INT_EN: usize = 0x5c;
 const BYTE_TEST: usize = 0x64;
+const FIFO_INT: usize = 0x68;
 const RX_CFG: usize = 0x6c;
 const TX_CFG: usize = 0x70;
 const HW_CFG: usize = 0x74;
@@ -57,7 +59,10 @@ const TX_CFG_TXD_DUMP: u32 = 1 << 14;
 const TX_CFG_TXS_DUMP: u32 = 1 << 15;
 // RX_CFG
 const RX_CFG_RX_DUMP: u32 = 1 << 15;
+// IRQ_CFG: IRQ output enabled, active high, push-pull
+const IRQ_CFG_EN_HIGH_PUSHPULL: u32 = (1 << 8) | (1 << 4) | (1 << 0);
 // INT_STS
+const INT_RSFL: u32 = 1 << 3;
 const INT_RXDF: u32 = 1 << 6;
 const INT_TDFO: u32 = 1 << 10;
 const INT_TXE: u32 = 1 << 13;
@@ -297,9 +302,14 @@ impl<const BASE: usize> Lan9118<BASE> {
             return Err(InitError::Timeout);
         }
         r.write(HW_CFG, HW_CFG_MBO | HW_CFG_TX_FIF_SZ_5K);
-        // Polled: no interrupt sources, nothing pending.
+        // The driver is polled. The IRQ line only wakes the CPU: it rises when a received
+        // frame's status enters the RX status FIFO (level 0: the first one), and the firmware
+        // re-arms it before sleeping.
         r.write(INT_EN, 0);
         r.write(INT_STS, u32::MAX);
+        r.write(FIFO_INT, 0);
+        r.write(IRQ_CFG, IRQ_CFG_EN_HIGH_PUSHPULL);
+        r.write(INT_EN, INT_RSFL);
 
         r.phy_write(PHY_ANAR, ANAR_ALL_10_100)?;
         r.phy_write(PHY_BCR, BCR_ANENABLE | BCR_RESTART_AN)?;
@@ -337,6 +347,12 @@ impl<const BASE: usize> Lan9118<BASE> {
         Self::REGS
             .phy_read(PHY_BSR)
             .is_ok_and(|bsr| bsr & BSR_LINK_UP != 0)
+    }
+
+    /// Re-arm the receive wake-up: clear the RX status level flag, so the IRQ line rises
+    /// again with the next frame.
+    pub fn arm_rx_irq(&self) {
+        Self::REGS.write(INT_STS, INT_RSFL);
     }
 
     /// Whether a received frame is waiting (cheap: one register read).

@@ -13,10 +13,11 @@ mod stack;
 mod uart;
 mod vectors;
 
+use cortex_m::peripheral::NVIC;
 use cortex_m_rt::entry;
 use static_cell::ConstStaticCell;
 
-use crate::board::Eth;
+use crate::board::{Eth, EthIrq};
 use crate::clock::Clock;
 use crate::net::{Change, Net};
 
@@ -85,18 +86,39 @@ fn main() -> ! {
     }
 }
 
-/// Sleep (WFI, woken by every SysTick) until a frame is waiting, the stack's next deadline
-/// passes, or the next report is due. Called only after a poll that did nothing, and it
-/// always sleeps at least one tick: a deadline already past (say, smoltcp waiting for room in
-/// the transmit FIFO) costs one poll per millisecond, never a busy loop.
+/// Sleep (WFI) until a frame is waiting, the stack's next deadline passes, or the next report
+/// is due. SysTick wakes the CPU every millisecond; the Ethernet IRQ wakes it when a frame
+/// arrives. Called only after a poll that did nothing, it sleeps at least once when a frame
+/// is already waiting (the driver could not take it, say for lack of transmit room): a
+/// deadline already past costs one poll per millisecond, never a busy loop.
 fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
     let now = clock.now();
     let wake = net.poll_at(now).map_or(report_at, |at| {
         (at.total_millis().max(0) as u64).min(report_at)
     });
+    // A frame already waiting is one the driver could not take: sleep a tick on SysTick alone.
+    let mut stuck = net.dev().rx_pending();
     loop {
-        cortex_m::asm::wfi();
-        if clock.millis() >= wake || net.dev().rx_pending() {
+        // Arm the wake-up with interrupts off: a frame arriving from here on leaves the IRQ
+        // pending, and WFI returns at once for a pending interrupt even with PRIMASK set.
+        cortex_m::interrupt::disable();
+        let frame = !stuck && {
+            net.dev().arm_rx_irq();
+            NVIC::unpend(EthIrq);
+            // SAFETY: no critical section of this firmware relies on this line being
+            // masked; its handler only masks it again.
+            unsafe { NVIC::unmask(EthIrq) };
+            net.dev().rx_pending()
+        };
+        if !frame {
+            cortex_m::asm::wfi();
+        }
+        // SAFETY: interrupts were on before this function turned them off (cortex-m-rt starts
+        // `main` with them on, and only the fatal paths turn them off for good).
+        unsafe { cortex_m::interrupt::enable() };
+        NVIC::mask(EthIrq);
+        stuck = false;
+        if frame || clock.millis() >= wake || net.dev().rx_pending() {
             break;
         }
     }
