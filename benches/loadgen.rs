@@ -451,6 +451,8 @@ fn many(addr: SocketAddr, clients: usize, timeout: f64) -> Res<String> {
         last.as_secs_f64()
     );
     if served < clients {
+        // The counts still go to stdout, for the table.
+        println!("{line}");
         let pending = clients - served - failed.len();
         failed.truncate(3);
         return Err(format!(
