@@ -3,10 +3,10 @@
 //! The input picks the node's settings, up to four TCP echo clients (message length, IPv4 or
 //! IPv6, half-close, start round, an optional early abort) and up to three UDP echo clients
 //! (datagram length, IP version, start round), then two streams the run consumes as it goes:
-//! one fault per frame crossing the link (pass, drop, duplicate, delay by some rounds,
-//! flip one bit, see [`corrupt`] for how checksums are modelled) and one clock step per round (1 ms to a minute). When a stream runs out,
-//! frames pass and the clock moves 1 ms per round (or jumps to the next deadline when the
-//! link is idle).
+//! one fault per frame crossing the link (pass, drop, duplicate, delay by some rounds, flip
+//! one bit: see [`corrupt`] for how checksums are modelled) and one clock step per round
+//! (1 ms to a minute). When a stream runs out, frames pass and the clock jumps to the next
+//! deadline whenever the link is idle (1 ms per round otherwise).
 //!
 //! Checked:
 //! - every TCP segment the node sends carries exactly the client's bytes at that offset
@@ -426,14 +426,8 @@ pub fn run(data: &[u8]) -> Report {
             settle_end = Some(now + span);
         }
         let tick = now + Duration::from_millis(1);
-        if let Some(end) = settle_end {
-            if now > end && done {
-                break;
-            }
-            if !wire.is_idle() {
-                now = tick;
-                continue;
-            }
+        // The next instant anything needs attention, when nothing is on the wire.
+        let next = if wire.is_idle() && delayed.is_empty() {
             let mut next = server.poll_at(now);
             let mut merge = |t: Option<Instant>| {
                 next = match (next, t) {
@@ -448,12 +442,22 @@ pub fn run(data: &[u8]) -> Report {
             for c in &udp_clients {
                 merge(c.poll_at());
             }
+            Some(next)
+        } else {
+            None
+        };
+        if let Some(end) = settle_end {
+            if now > end && done {
+                break;
+            }
             now = match next {
-                Some(at) if at > tick => at.min(end + Duration::from_millis(1)),
-                Some(_) => tick,
-                None => end + Duration::from_millis(1),
+                None => tick,
+                Some(Some(at)) if at > tick => at.min(end + Duration::from_millis(1)),
+                Some(Some(_)) => tick,
+                Some(None) => end + Duration::from_millis(1),
             };
         } else {
+            let unstarted = tcp_started.iter().chain(&udp_started).any(|s| !s);
             now = match steps.pop_front() {
                 Some(Step::Ms(ms)) => now + Duration::from_millis(1 + u64::from(ms)),
                 Some(Step::Secs(s)) => {
@@ -462,7 +466,12 @@ pub fn run(data: &[u8]) -> Report {
                     }
                     now + Duration::from_secs(u64::from(s % 64)) + Duration::from_millis(1)
                 }
-                None => tick,
+                // Out of steps: sleep to the next deadline like firmware would, unless a
+                // client still has to start (clients start by round).
+                None => match next {
+                    Some(Some(at)) if at > tick && !unstarted => at,
+                    _ => tick,
+                },
             };
         }
     }
