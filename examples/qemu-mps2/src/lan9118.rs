@@ -15,6 +15,11 @@
 //!   a transmitter error restarts the transmitter. The transmit status FIFO is drained on every
 //!   transmit and counted.
 //! - **Registers**: only documented registers are touched (older QEMU models abort on others).
+//! - **Interrupts**: none is handled here. The IRQ line is configured (active high, on the
+//!   first RX status entry) only so that the firmware can sleep until a frame arrives; see
+//!   [`Lan9118::arm_rx_irq`].
+//! - **MAC address**: the one the controller loaded from its EEPROM; without a valid one (no
+//!   EEPROM on a board) a locally administered fallback is programmed.
 
 use core::ptr;
 
@@ -106,6 +111,8 @@ const TXA_FIRST: u32 = 1 << 13;
 const TXA_LAST: u32 = 1 << 12;
 const TXS_ERROR: u32 = 1 << 15;
 
+/// The station address used when the controller has none (locally administered, unicast).
+pub const FALLBACK_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0xc4, 0x00, 0x07];
 /// An Ethernet frame without FCS, as smoltcp sees it.
 pub const MTU: usize = 1514;
 /// The largest received frame kept, FCS included (a VLAN-tagged 1514 + 4 byte frame is
@@ -318,7 +325,14 @@ impl<const BASE: usize> Lan9118<BASE> {
         let high = r.mac_read(MAC_ADDRH)?;
         let [m0, m1, m2, m3] = low.to_le_bytes();
         let [m4, m5, _, _] = high.to_le_bytes();
-        let mac = [m0, m1, m2, m3, m4, m5];
+        let mut mac = [m0, m1, m2, m3, m4, m5];
+        if mac[0] & 1 != 0 || mac == [0; 6] {
+            // Multicast, broadcast (erased EEPROM) or zero: not a station address.
+            mac = FALLBACK_MAC;
+            let [a, b, c, d, e, f] = mac;
+            r.mac_write(MAC_ADDRL, u32::from_le_bytes([a, b, c, d]))?;
+            r.mac_write(MAC_ADDRH, u32::from_le_bytes([e, f, 0, 0]))?;
+        }
 
         // Frames start word-aligned in the FIFOs, no offset or end padding.
         r.write(RX_CFG, 0);
