@@ -154,19 +154,8 @@ pub fn run(data: &[u8]) -> Report {
     check(&input)
 }
 
-/// Whether to steer around the known bug of `regressions/conn/crash-accept-idle-zero` (an
-/// idle limit of zero makes `accept` drop `Event::Accepted`), so a long campaign can look
-/// for other bugs before it is fixed: `SMOLECHO_FUZZ_SKIP_KNOWN=1`. Never set in CI.
-fn skip_known() -> bool {
-    static SKIP: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SKIP.get_or_init(|| std::env::var_os("SMOLECHO_FUZZ_SKIP_KNOWN").is_some())
-}
-
 fn check(input: &Input) -> Report {
-    let mut limits = timeouts(input.idle, input.handshake);
-    if skip_known() && limits.idle == Some(Duration::ZERO) {
-        limits.idle = Some(Duration::from_micros(1));
-    }
+    let limits = timeouts(input.idle, input.handshake);
     let mut conn = EchoConn::new();
     let mut now = Instant::ZERO;
     let mut report = Report::default();
