@@ -116,7 +116,7 @@ pub use tcp_client::{
 };
 pub use tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 pub use udp_client::{UdpClientConfig, UdpClientStorage, UdpEchoClient, UdpOutcome};
-pub use udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
+pub use udp_server::{UdpConfig, UdpEchoMeta, UdpEchoPayloads, UdpEchoServer, UdpEchoStorage};
 
 /// The smoltcp version this crate is built on, re-exported so callers name the same types.
 pub use smoltcp;

@@ -33,6 +33,12 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
         })
     }
 
+    /// A node of two servers built separately (for example with
+    /// [`UdpEchoServer::from_parts`]).
+    pub fn from_servers(tcp: TcpEchoServer<SLOTS>, udp: UdpEchoServer<'a>) -> Self {
+        Self { tcp, udp }
+    }
+
     /// The TCP server.
     pub fn tcp(&self) -> &TcpEchoServer<SLOTS> {
         &self.tcp

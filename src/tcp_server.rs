@@ -20,8 +20,10 @@ use crate::counters::{TcpCounters, bump};
 use crate::gate::{GateState, Overflow, Replay, SynGate};
 use crate::sockets::{Sockets, find_mut};
 
-/// Bytes moved per copy when echoing (the scratch buffer lives on the stack).
-const ECHO_CHUNK: usize = 1024;
+/// Bytes moved per copy when echoing. The scratch buffer lives on the stack, where it sets
+/// the firmware's stack high-water mark: 512 B keeps that low at no measurable throughput
+/// cost (the copies, not the calls, dominate).
+const ECHO_CHUNK: usize = 512;
 
 /// Bound on frames taken from the device in one poll, so a flood cannot starve the caller;
 /// a poll that stops there asks to be called again at once (see `poll_at`).

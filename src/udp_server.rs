@@ -17,29 +17,76 @@ use crate::sockets::{Sockets, find_mut};
 ///
 /// The largest datagram echoed is `BYTES` bytes. Build it with the `const fn`
 /// [`new`](Self::new) so it can live in a `static`.
+///
+/// It is the two parts below in one value. Firmware that cares where each part is linked can
+/// keep them in two statics and use [`UdpEchoServer::from_parts`]: the payloads are all zero
+/// bytes (`.bss`, no flash), while smoltcp's empty packet metadata is not (`.data`, its size
+/// in flash too).
 #[derive(Debug)]
 pub struct UdpEchoStorage<const PACKETS: usize, const BYTES: usize> {
-    rx_meta: [udp::PacketMetadata; PACKETS],
-    rx_payload: [u8; BYTES],
-    tx_meta: [udp::PacketMetadata; PACKETS],
-    tx_payload: [u8; BYTES],
-    scratch: [u8; BYTES],
+    meta: UdpEchoMeta<PACKETS>,
+    payloads: UdpEchoPayloads<BYTES>,
 }
 
 impl<const PACKETS: usize, const BYTES: usize> UdpEchoStorage<PACKETS, BYTES> {
     /// Empty buffers.
     pub const fn new() -> Self {
         Self {
-            rx_meta: [udp::PacketMetadata::EMPTY; PACKETS],
-            rx_payload: [0; BYTES],
-            tx_meta: [udp::PacketMetadata::EMPTY; PACKETS],
-            tx_payload: [0; BYTES],
-            scratch: [0; BYTES],
+            meta: UdpEchoMeta::new(),
+            payloads: UdpEchoPayloads::new(),
         }
     }
 }
 
 impl<const PACKETS: usize, const BYTES: usize> Default for UdpEchoStorage<PACKETS, BYTES> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Packet metadata of a UDP echo service: `PACKETS` datagrams each way.
+#[derive(Debug)]
+pub struct UdpEchoMeta<const PACKETS: usize> {
+    rx: [udp::PacketMetadata; PACKETS],
+    tx: [udp::PacketMetadata; PACKETS],
+}
+
+impl<const PACKETS: usize> UdpEchoMeta<PACKETS> {
+    /// Empty metadata.
+    pub const fn new() -> Self {
+        Self {
+            rx: [udp::PacketMetadata::EMPTY; PACKETS],
+            tx: [udp::PacketMetadata::EMPTY; PACKETS],
+        }
+    }
+}
+
+impl<const PACKETS: usize> Default for UdpEchoMeta<PACKETS> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Payload bytes of a UDP echo service: `BYTES` each way and a `BYTES` scratch buffer.
+#[derive(Debug)]
+pub struct UdpEchoPayloads<const BYTES: usize> {
+    rx: [u8; BYTES],
+    tx: [u8; BYTES],
+    scratch: [u8; BYTES],
+}
+
+impl<const BYTES: usize> UdpEchoPayloads<BYTES> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        Self {
+            rx: [0; BYTES],
+            tx: [0; BYTES],
+            scratch: [0; BYTES],
+        }
+    }
+}
+
+impl<const BYTES: usize> Default for UdpEchoPayloads<BYTES> {
     fn default() -> Self {
         Self::new()
     }
@@ -85,6 +132,17 @@ impl<'a> UdpEchoServer<'a> {
         storage: &'a mut UdpEchoStorage<PACKETS, BYTES>,
         sockets: &mut Sockets<'a>,
     ) -> Result<Self, Error> {
+        let UdpEchoStorage { meta, payloads } = storage;
+        Self::from_parts(config, meta, payloads, sockets)
+    }
+
+    /// Like [`new`](Self::new), with the metadata and the payloads in separate places.
+    pub fn from_parts<const PACKETS: usize, const BYTES: usize>(
+        config: UdpConfig,
+        meta: &'a mut UdpEchoMeta<PACKETS>,
+        payloads: &'a mut UdpEchoPayloads<BYTES>,
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
         if config.port == 0 {
             return Err(Error::InvalidPort);
         }
@@ -94,16 +152,10 @@ impl<'a> UdpEchoServer<'a> {
         if sockets.free() == 0 {
             return Err(Error::SocketSetFull);
         }
-        let UdpEchoStorage {
-            rx_meta,
-            rx_payload,
-            tx_meta,
-            tx_payload,
-            scratch,
-        } = storage;
+        let UdpEchoPayloads { rx, tx, scratch } = payloads;
         let mut socket = udp::Socket::new(
-            udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]),
-            udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]),
+            udp::PacketBuffer::new(&mut meta.rx[..], &mut rx[..]),
+            udp::PacketBuffer::new(&mut meta.tx[..], &mut tx[..]),
         );
         socket.bind(config.port).map_err(|_| Error::Bind)?;
         let handle = sockets.add(socket)?;

@@ -94,3 +94,27 @@ fn memory_budget_of_four_2k_slots() {
     assert!(per_slot <= 64, "per-slot state {per_slot} B");
     assert!(server <= 640, "server state {server} B");
 }
+
+#[test]
+fn udp_metadata_and_payloads_can_live_in_separate_statics() {
+    use smolecho::{UdpEchoMeta, UdpEchoPayloads};
+    static TCP: StaticCell<TcpEchoStorage<1, 256, 256>> = StaticCell::new();
+    static META: StaticCell<UdpEchoMeta<2>> = StaticCell::new();
+    static PAYLOADS: StaticCell<UdpEchoPayloads<512>> = StaticCell::new();
+    static SOCKETS: StaticCell<[SocketStorage<'static>; 2]> = StaticCell::new();
+    let mut sockets = Sockets::new(SOCKETS.init([SocketStorage::EMPTY; 2]));
+    let tcp = TcpEchoServer::new(
+        TcpConfig::on_port(7),
+        TCP.init(TcpEchoStorage::new()),
+        &mut sockets,
+    );
+    let udp = UdpEchoServer::from_parts(
+        UdpConfig::on_port(7),
+        META.init(UdpEchoMeta::new()),
+        PAYLOADS.init(UdpEchoPayloads::new()),
+        &mut sockets,
+    );
+    let node = EchoNode::from_servers(tcp.expect("tcp"), udp.expect("udp"));
+    assert_eq!(node.udp().config().port, 7);
+    assert_eq!(sockets.free(), 0);
+}
