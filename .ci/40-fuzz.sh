@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-60}"
 start=$SECONDS
 
-# Tools: nightly Rust (for -Zsanitizer and coverage instrumentation) and cargo-fuzz.
+# Tools: nightly Rust (cargo-fuzz's coverage instrumentation needs -Z flags) and cargo-fuzz.
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   rustup toolchain install nightly --profile minimal --component clippy,rustfmt
 fi
