@@ -2,8 +2,9 @@
 //! DHCPv4 client, all in statics.
 
 use core::mem::MaybeUninit;
-use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, Timeouts, UdpConfig, UdpEchoStorage};
+use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoServer, TcpEchoStorage, Timeouts};
 use smolecho::{TcpCounters, UdpCounters};
+use smolecho::{UdpConfig, UdpEchoMeta, UdpEchoPayloads, UdpEchoServer};
 use smoltcp::iface::{Config, Interface, SocketStorage};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
@@ -37,12 +38,13 @@ const SOCKETS: usize = SLOTS + 1 + cfg!(feature = "dhcp") as usize;
 // The big buffers are built at compile time (ConstStaticCell), never on the stack.
 static TCP_STORAGE: ConstStaticCell<TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>> =
     ConstStaticCell::new(TcpEchoStorage::new());
-// The UDP storage's initial value is not all zeroes (its packet metadata holds enum tags), so
-// it lands in .data and costs its 4.5 KiB in flash too. Building it at boot instead would put
-// a 4.5 KiB temporary on the stack (rustc does not construct it in place), which would cost
-// the same in RAM; flash is the cheaper of the two.
-static UDP_STORAGE: ConstStaticCell<UdpEchoStorage<UDP_PACKETS, UDP_BYTES>> =
-    ConstStaticCell::new(UdpEchoStorage::new());
+// The UDP storage in two parts: smoltcp's empty packet metadata is not all zeroes (it holds
+// enum tags), so it lands in .data and costs its size in flash too, but it is small; the
+// payload buffers are zeroes and stay in .bss.
+static UDP_META: ConstStaticCell<UdpEchoMeta<UDP_PACKETS>> =
+    ConstStaticCell::new(UdpEchoMeta::new());
+static UDP_PAYLOADS: ConstStaticCell<UdpEchoPayloads<UDP_BYTES>> =
+    ConstStaticCell::new(UdpEchoPayloads::new());
 // The socket storage is not all zeroes either, but each entry is only a tag: it is written
 // entry by entry at boot, in place (see `socket_storage`), and stays in .bss.
 static SOCKET_STORAGE: StaticCell<[MaybeUninit<SocketStorage<'static>>; SOCKETS]> =
@@ -102,12 +104,15 @@ impl Net {
             },
             ..TcpConfig::on_port(PORT)
         };
-        let node = EchoNode::new(
-            (tcp, TCP_STORAGE.try_take()?),
-            (UdpConfig::on_port(PORT), UDP_STORAGE.try_take()?),
+        let tcp = TcpEchoServer::new(tcp, TCP_STORAGE.try_take()?, &mut sockets).ok()?;
+        let udp = UdpEchoServer::from_parts(
+            UdpConfig::on_port(PORT),
+            UDP_META.try_take()?,
+            UDP_PAYLOADS.try_take()?,
             &mut sockets,
         )
         .ok()?;
+        let node = EchoNode::from_servers(tcp, udp);
         NET.try_init_with(|| Net {
             dev,
             iface,
