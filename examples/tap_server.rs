@@ -278,15 +278,18 @@ fn listening_line(
 
 fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String {
     format!(
-        "tcp accepted={} active={} closed={} reset={} timed_out={} handshake_timeouts={} \
-         held_syns={} refused={} bytes_in={} bytes_out={} | udp datagrams_in={} \
-         datagrams_out={} dropped={} bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={}",
+        "tcp accepted={} active={} closed={} reset={} timed_out={} evicted={} \
+         handshake_timeouts={} half_open_recycled={} held_syns={} refused={} bytes_in={} \
+         bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} bytes_in={} \
+         bytes_out={} | frames rx={} tx={} tx_dropped={}",
         tcp.accepted,
         tcp.active(),
         tcp.closed,
         tcp.reset,
         tcp.timed_out,
+        tcp.evicted,
         tcp.handshake_timeouts,
+        tcp.half_open_recycled,
         tcp.held_syns,
         tcp.refused,
         tcp.bytes_in,

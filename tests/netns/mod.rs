@@ -1,11 +1,13 @@
 //! The namespace harness shared by the TAP suites (`tests/tap_netns.rs`,
 //! `tests/tap_robustness.rs`): running a case in its own network namespace with a bounded
 //! wait and a process-group kill, starting `tap_server` and reading its counters, and small
-//! helpers for the inside of the namespace.
+//! helpers for the inside of the namespace. [`raw`] writes raw Ethernet frames onto a TAP.
 //!
 //! Each suite includes it with `mod netns;`; not every suite uses every helper.
 
 #![allow(dead_code)]
+
+pub mod raw;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -308,6 +310,15 @@ impl Server {
             "tap_server printed no line starting with {prefix:?} within {limit:?}\nstdout: {:?}\nstderr: {err}",
             self.seen
         );
+    }
+
+    /// Wait for a stdout line starting with `prefix` that the server prints from now on:
+    /// what it printed before is passed over (e.g. older `stats:` lines).
+    pub fn wait_fresh_line(&mut self, prefix: &str, limit: Duration) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        self.wait_line(prefix, limit)
     }
 
     /// Its process id.

@@ -1,0 +1,828 @@
+//! Robustness of `tap_server` on a Linux TAP (issue 5): a SYN flood from spoofed addresses,
+//! idle connections holding every slot, a client that never reads, and malformed frames. In
+//! every case the server's resident memory must not grow.
+//!
+//! Same conventions as `tests/tap_netns.rs` (the harness is `tests/netns/`): every case runs
+//! in its own network namespace under `unshare --net`, bounded in time, its process group
+//! killed at the end. Raw frames (the flood, the malformed frames) are written with an
+//! `AF_PACKET` socket onto the TAP inside that namespace (`tests/netns/raw.rs`), so they reach
+//! only `tap_server`. Needs root; run with:
+//!
+//! ```text
+//! cargo build --release --examples
+//! sudo -E CI=true cargo test --release --test tap_robustness -- --ignored --test-threads=1
+//! ```
+//!
+//! (`.ci/20-tap.sh` does this; one case at a time, so the latency figures are not measured
+//! against another case's load.)
+
+mod netns;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use netns::raw::{Ip, JUNK_KINDS, Junk, Pacer, RawLink, spoofed_syn};
+use netns::*;
+
+/// How much `tap_server`'s resident memory may grow after the warm-up. Its memory is fixed
+/// (socket buffers in statics, one receive and one transmit frame buffer, a leaked socket
+/// table); the warm-up makes all of it resident. What is left may move by a few pages: the
+/// stack's deepest call path, stdio's buffer and the allocator's arena for the `stats:`
+/// lines. 64 KiB is 16 pages: far below one slot's buffers (256 KiB), which a leak per
+/// connection or per frame would pass at once over thousands of them.
+const RSS_GROWTH_LIMIT_KIB: u64 = 64;
+
+/// `VmRSS` of `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .expect("VmRSS in /proc/<pid>/status")
+}
+
+/// The server's resident memory after the warm-up, checked again at the end of the case.
+struct Memory {
+    pid: u32,
+    warm: u64,
+}
+
+impl Memory {
+    fn after_warm_up(server: &Server) -> Self {
+        thread::sleep(Duration::from_millis(300));
+        let pid = server.pid();
+        let warm = rss_kib(pid);
+        println!("memory: VmRSS after warm-up {warm} KiB");
+        Memory { pid, warm }
+    }
+
+    fn check(&self, case: &str) {
+        let end = rss_kib(self.pid);
+        let growth = end.saturating_sub(self.warm);
+        println!(
+            "memory ({case}): VmRSS {} KiB after warm-up, {end} KiB at the end: {:+} KiB",
+            self.warm,
+            end as i64 - self.warm as i64
+        );
+        assert!(
+            growth <= RSS_GROWTH_LIMIT_KIB,
+            "{case}: tap_server's resident memory grew by {growth} KiB (from {} to {end} KiB; \
+             limit {RSS_GROWTH_LIMIT_KIB} KiB)",
+            self.warm
+        );
+    }
+}
+
+/// Make every buffer of the server resident: `slots` connections at once (one per slot)
+/// each echo 320 KB, more than its 128 KiB receive and 128 KiB transmit rings, so every
+/// page of every ring is written; then 100 UDP datagrams of 1400 bytes (140 KB, more than
+/// the 96 KiB UDP rings each way).
+fn warm_up(ip: &str, slots: usize) {
+    const BYTES: usize = 320_000;
+    let t0 = Instant::now();
+    let clients: Vec<_> = (0..slots)
+        .map(|i| {
+            let addr = endpoint(ip, PORT);
+            thread::spawn(move || {
+                let s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+                    .expect("warm-up connect");
+                s.set_read_timeout(Some(Duration::from_secs(20)))
+                    .expect("timeout");
+                let mut tx = s.try_clone().expect("clone");
+                let mut data = vec![0u8; BYTES];
+                Pattern(i as u64 + 11).fill(&mut data);
+                let sent = data.clone();
+                let writer = thread::spawn(move || tx.write_all(&sent));
+                let mut echo = vec![0u8; BYTES];
+                let mut rx = s;
+                rx.read_exact(&mut echo).expect("warm-up echo");
+                writer.join().expect("writer").expect("write");
+                assert!(echo == data, "warm-up echo differs");
+                rx
+            })
+        })
+        .collect();
+    // Hold every connection until all are done, so each had a slot of its own.
+    let streams: Vec<TcpStream> = clients
+        .into_iter()
+        .map(|c| c.join().expect("warm-up client"))
+        .collect();
+    for mut s in streams {
+        s.shutdown(Shutdown::Write).expect("shutdown");
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).expect("close");
+    }
+    let bind = if ip.contains(':') {
+        "[::]:0"
+    } else {
+        "0.0.0.0:0"
+    };
+    let udp = UdpSocket::bind(bind).expect("bind");
+    udp.connect(endpoint(ip, PORT)).expect("connect");
+    udp.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    let mut echoed = 0;
+    for i in 0..100u8 {
+        let d = [i; 1400];
+        udp.send(&d).expect("send");
+        if udp.recv(&mut buf).is_ok_and(|n| n == 1400) {
+            echoed += 1;
+        }
+    }
+    assert!(echoed >= 95, "warm-up: {echoed} of 100 UDP echoes");
+    println!(
+        "warm-up: {slots} x {BYTES} B TCP and 100 x 1400 B UDP in {:.2?}",
+        t0.elapsed()
+    );
+}
+
+/// One echo of `message` on a new connection; returns (connect time, total time).
+fn echo_once(
+    addr: SocketAddr,
+    message: &[u8],
+    limit: Duration,
+) -> Result<(Duration, Duration), String> {
+    let t0 = Instant::now();
+    let mut s = TcpStream::connect_timeout(&addr, limit).map_err(|e| format!("connect: {e}"))?;
+    let connect = t0.elapsed();
+    s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
+    s.write_all(message).map_err(|e| format!("write: {e}"))?;
+    let mut echo = vec![0u8; message.len()];
+    s.read_exact(&mut echo).map_err(|e| format!("echo: {e}"))?;
+    if echo != message {
+        return Err("the echo differs".into());
+    }
+    let total = t0.elapsed();
+    s.shutdown(Shutdown::Write).map_err(|e| e.to_string())?;
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .map_err(|e| format!("close: {e}"))?;
+    Ok((connect, total))
+}
+
+/// The next `stats:` line the server prints (within `limit`).
+fn latest_stats(server: &mut Server, limit: Duration) -> Counters {
+    Counters::parse(&server.wait_fresh_line("stats: ", limit))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The cases
+// ---------------------------------------------------------------------------------------------
+
+/// SYN flood: 20,000 initial SYNs from 1,000 spoofed addresses (500 IPv4, 500 IPv6, each with
+/// its own MAC, inside the server's subnets, so the server asks for them and nobody
+/// answers) at 2,000 per second for 10 s, while 8 real kernel clients (4 over IPv4, 4 over
+/// IPv6) arrive one per second and echo. Every real client is served; after the flood the
+/// server serves at once again; the counters show the half-open slots recycled.
+///
+/// The bound on a real client's connect: with every slot half-open for 250 ms the server
+/// gives a SYN that finds no listener the oldest half-open slot, so a real SYN gets a slot on
+/// arrival. Its handshake can still lose that slot when 8 more flood SYNs arrive before the
+/// client's ACK (4 ms at this rate), or its SYN can be lost in the TAP's queue; the kernel
+/// then retransmits after 1 s (the first four retransmissions are 1 s apart,
+/// `tcp_syn_linear_timeouts`). 3.5 s allows three such losses in a row.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn syn_flood_does_not_starve_real_clients() {
+    in_netns(
+        "syn_flood_does_not_starve_real_clients",
+        Duration::from_secs(90),
+        false,
+        || {
+            const SYNS: u32 = 20_000;
+            const RATE: u64 = 2_000;
+            const CONNECT_BOUND: Duration = Duration::from_millis(3500);
+            let (v4, v6) = ("10.69.0.1", "fdaa::1");
+            let mut server = Server::start(&[
+                "--ip",
+                "10.69.0.1/16",
+                "--ip",
+                "fdaa::1/64",
+                "--host-ip",
+                "10.69.0.100/16",
+                "--host-ip",
+                "fdaa::100/64",
+                "--stats",
+                "1",
+            ]);
+            warm_up(v4, 8);
+            let memory = Memory::after_warm_up(&server);
+            let before = latest_stats(&mut server, Duration::from_secs(3));
+
+            let (Ip::V4(sv4), Ip::V6(sv6)) = (Ip::parse(v4), Ip::parse(v6)) else {
+                unreachable!()
+            };
+            let flood_start = Instant::now();
+            let flooder = thread::spawn(move || {
+                let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
+                let mut pacer = Pacer::new(RATE);
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut sent = 0u32;
+                while sent < SYNS && Instant::now() < deadline {
+                    pacer.tick();
+                    link.send(&spoofed_syn(sent, sv4, sv6, PORT))
+                        .expect("send a SYN");
+                    sent += 1;
+                }
+                (sent, link.refused, flood_start.elapsed())
+            });
+            let clients: Vec<_> = (0..8u32)
+                .map(|i| {
+                    let ip = if i.is_multiple_of(2) { v4 } else { v6 };
+                    let addr = endpoint(ip, PORT);
+                    thread::spawn(move || {
+                        // One a second, from 1 s into the flood to 8 s.
+                        let at = flood_start + Duration::from_secs(1 + u64::from(i));
+                        thread::sleep(at.saturating_duration_since(Instant::now()));
+                        let message = format!("real client {i} during the flood, {:>32}", "");
+                        (
+                            ip,
+                            echo_once(addr, message.as_bytes(), Duration::from_secs(15)),
+                        )
+                    })
+                })
+                .collect();
+            let results: Vec<_> = clients
+                .into_iter()
+                .map(|c| c.join().expect("client thread"))
+                .collect();
+            let (sent, refused, took) = flooder.join().expect("flooder");
+            println!(
+                "flood: {sent} SYNs in {took:.2?} ({:.0}/s), {refused} refused by the TAP queue",
+                f64::from(sent) / took.as_secs_f64()
+            );
+            let during = latest_stats(&mut server, Duration::from_secs(3));
+            for (i, (ip, r)) in results.iter().enumerate() {
+                match r {
+                    Ok((connect, total)) => println!(
+                        "real client {i} ({ip}): connected in {connect:.2?}, echoed in {total:.2?}"
+                    ),
+                    Err(e) => println!("real client {i} ({ip}): FAILED: {e}"),
+                }
+            }
+            assert_eq!(sent, SYNS, "the whole flood was sent");
+            for (i, (ip, r)) in results.iter().enumerate() {
+                let (connect, _) = r
+                    .as_ref()
+                    .unwrap_or_else(|e| panic!("real client {i} ({ip}) not served: {e}"));
+                assert!(
+                    *connect <= CONNECT_BOUND,
+                    "real client {i} ({ip}) connected only after {connect:?}"
+                );
+            }
+            let recycled =
+                during.get("tcp.half_open_recycled") - before.get("tcp.half_open_recycled");
+            let rx = during.get("frames.rx") - before.get("frames.rx");
+            println!(
+                "server during the flood: {recycled} half-open slots recycled, {} SYNs held, \
+                 {} handshake timeouts, {rx} frames received",
+                during.get("tcp.held_syns") - before.get("tcp.held_syns"),
+                during.get("tcp.handshake_timeouts") - before.get("tcp.handshake_timeouts"),
+            );
+            assert!(
+                rx >= u64::from(sent) - refused,
+                "the flood reached the server: {rx} frames received, {sent} sent"
+            );
+            // Every SYN after the first 250 ms (500 of them) finds every slot half-open.
+            assert!(
+                recycled >= 15_000,
+                "the flood's half-open slots were recycled: {recycled}"
+            );
+            // Afterwards: a new client is served at once.
+            thread::sleep(Duration::from_secs(1));
+            let (connect, _) = echo_once(
+                endpoint(v4, PORT),
+                b"after the flood",
+                Duration::from_secs(10),
+            )
+            .expect("a client after the flood");
+            println!("after the flood: connected in {connect:.2?}");
+            assert!(
+                connect < Duration::from_secs(1),
+                "after the flood: {connect:?}"
+            );
+            memory.check("SYN flood");
+            let c = server.stop();
+            assert_eq!(
+                c.get("tcp.accepted"),
+                8 + 8 + 1,
+                "warm-up, real clients, last one"
+            );
+            assert_eq!(c.get("tcp.closed"), 8 + 8 + 1, "all closed gracefully");
+            assert_eq!(c.get("tcp.active"), 0);
+        },
+    );
+}
+
+/// A TCP connection from `local` (an address of this namespace) to `remote`, with the
+/// kernel's own SYN retransmissions, given up after `limit`.
+fn connect_from(local: &str, remote: SocketAddr, limit: Duration) -> std::io::Result<TcpStream> {
+    use std::os::fd::FromRawFd;
+    let (std::net::IpAddr::V4(local), SocketAddr::V4(remote)) =
+        (local.parse().expect("an address"), remote)
+    else {
+        panic!("connect_from: IPv4 only");
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket(2); the result is checked, then owned by the TcpStream.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a TCP socket we own; from here the TcpStream closes it.
+    let stream = unsafe { TcpStream::from_raw_fd(fd) };
+    // A blocking connect gives up at SO_SNDTIMEO.
+    stream.set_write_timeout(Some(limit))?;
+    let from = sockaddr(local, 0);
+    let to = sockaddr(*remote.ip(), remote.port());
+    // SAFETY: valid sockaddr_in values and their size, on our socket.
+    unsafe {
+        if libc::bind(fd, (&raw const from).cast(), len) != 0
+            || libc::connect(fd, (&raw const to).cast(), len) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(stream)
+}
+
+/// Idle holders against the default 8 slots and Defer, with a 3 s idle timeout: `HOLDERS`
+/// kernel connections from the Linux side's 192.168.69.100 that send nothing, each trying to
+/// connect for at most `holder_patience`; once 8 of them hold every slot a new client from
+/// another host (192.168.69.101) connects and echoes. Returns (connect time, echo time) of
+/// the new client and the server's counters.
+fn idle_holders(holder_patience: Duration) -> ((Duration, Duration), Counters) {
+    const HOLDERS: usize = 100;
+    let mut server = Server::start(&["--idle-timeout", "3", "--stats", "1"]);
+    sh("ip addr add 192.168.69.101/24 dev tap0");
+    warm_up(SERVER_V4, 8);
+    let memory = Memory::after_warm_up(&server);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let connected = Arc::new(AtomicUsize::new(0));
+    let ended = Arc::new(AtomicUsize::new(0));
+    let holders: Vec<_> = (0..HOLDERS)
+        .map(|_| {
+            let (stop, connected, ended) = (
+                Arc::clone(&stop),
+                Arc::clone(&connected),
+                Arc::clone(&ended),
+            );
+            thread::spawn(move || {
+                let Ok(mut s) =
+                    connect_from("192.168.69.100", endpoint(SERVER_V4, PORT), holder_patience)
+                else {
+                    return;
+                };
+                connected.fetch_add(1, Ordering::SeqCst);
+                s.set_read_timeout(Some(Duration::from_millis(100)))
+                    .expect("timeout");
+                let mut buf = [0u8; 16];
+                // Never send; wait to be dropped (idle timeout, eviction) or told to stop.
+                while !stop.load(Ordering::SeqCst) {
+                    match s.read(&mut buf) {
+                        Err(e)
+                            if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                        _ => {
+                            ended.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    let t0 = Instant::now();
+    while connected.load(Ordering::SeqCst) < 8 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the holders did not get the 8 slots"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    let full = latest_stats(&mut server, Duration::from_secs(3));
+    println!(
+        "{} holders connected (each tries for at most {holder_patience:?}), the server has {} \
+         active connections",
+        connected.load(Ordering::SeqCst),
+        full.get("tcp.active")
+    );
+    assert_eq!(full.get("tcp.active"), 8, "the holders hold every slot");
+
+    let message = b"a real client behind 100 idle holders";
+    let start = Instant::now();
+    let served = (|| -> Result<(Duration, Duration), String> {
+        let mut s = connect_from(
+            "192.168.69.101",
+            endpoint(SERVER_V4, PORT),
+            Duration::from_secs(30),
+        )
+        .map_err(|e| format!("connect: {e}"))?;
+        let connect = start.elapsed();
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        s.write_all(message).map_err(|e| format!("write: {e}"))?;
+        let mut echo = vec![0u8; message.len()];
+        s.read_exact(&mut echo).map_err(|e| format!("echo: {e}"))?;
+        if echo != message {
+            return Err("the echo differs".into());
+        }
+        Ok((connect, start.elapsed()))
+    })();
+    let waited = start.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let served =
+        served.unwrap_or_else(|e| panic!("the new client was not served ({e}) after {waited:?}"));
+    println!(
+        "new client (192.168.69.101): connected {:.2?} and echoed {:.2?} after it arrived \
+         (idle timeout 3 s, idle-holder eviction after 1 s)",
+        served.0, served.1
+    );
+    let deadline = Instant::now() + holder_patience + Duration::from_secs(5);
+    for h in holders {
+        while !h.is_finished() && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let c = latest_stats(&mut server, Duration::from_secs(3));
+    println!(
+        "holders: {} connected in all, {} dropped by the server; server: {} evicted, {} timed \
+         out, {} SYNs held",
+        connected.load(Ordering::SeqCst),
+        ended.load(Ordering::SeqCst),
+        c.get("tcp.evicted"),
+        c.get("tcp.timed_out"),
+        c.get("tcp.held_syns")
+    );
+    memory.check("idle holders");
+    server.stop();
+    (served, c)
+}
+
+/// The issue's bound for a new client behind idle holders: the idle timeout plus 3 s.
+const IDLE_BOUND: Duration = Duration::from_secs(3 + 3);
+
+/// Idle holders that hold every slot: of 100 connection attempts that send nothing, the 8
+/// that get a slot stay; the others give up after 0.8 s, before the kernel retransmits their SYNs (a `connect` with a short
+/// timeout). A new client is served within the idle timeout plus 3 s; the idle-holder
+/// eviction serves it sooner, at its first SYN retransmission after the holders have been
+/// silent for 1 s.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn idle_holders_of_every_slot_are_reclaimed_for_a_new_client() {
+    in_netns(
+        "idle_holders_of_every_slot_are_reclaimed_for_a_new_client",
+        Duration::from_secs(60),
+        false,
+        || {
+            let ((_, total), c) = idle_holders(Duration::from_millis(800));
+            assert!(
+                total <= IDLE_BOUND,
+                "served only after {total:?} (idle timeout 3 s)"
+            );
+            assert!(
+                c.get("tcp.evicted") + c.get("tcp.timed_out") >= 1,
+                "holders were reclaimed"
+            );
+        },
+    );
+}
+
+/// Idle holders whose connection attempts keep trying (the kernel's SYN retransmissions,
+/// for 10 s): 8 of 100 hold the slots, 92 retransmit their SYNs. The issue's bound applies
+/// as well: the new client is served within the idle timeout plus 3 s.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn idle_holders_with_retrying_connects_do_not_starve_a_new_client() {
+    in_netns(
+        "idle_holders_with_retrying_connects_do_not_starve_a_new_client",
+        Duration::from_secs(90),
+        false,
+        || {
+            let ((_, total), c) = idle_holders(Duration::from_secs(10));
+            assert!(
+                total <= IDLE_BOUND,
+                "served only after {total:?} (idle timeout 3 s); server: {} evicted, {} timed \
+                 out, {} SYNs held",
+                c.get("tcp.evicted"),
+                c.get("tcp.timed_out"),
+                c.get("tcp.held_syns")
+            );
+        },
+    );
+}
+
+/// A sorted list of durations' percentile.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+/// `count` sequential 64-byte echoes on one connection; the sorted round-trip times.
+fn echo_latencies(count: usize) -> Vec<Duration> {
+    let mut s = TcpStream::connect_timeout(&endpoint(SERVER_V4, PORT), Duration::from_secs(10))
+        .expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let mut msg = [0u8; 64];
+    let mut echo = [0u8; 64];
+    let mut rtts = Vec::with_capacity(count);
+    for i in 0..count {
+        msg[..8].copy_from_slice(&(i as u64).to_le_bytes());
+        let t = Instant::now();
+        s.write_all(&msg).expect("write");
+        s.read_exact(&mut echo)
+            .unwrap_or_else(|e| panic!("echo {i} of {count}: {e}"));
+        rtts.push(t.elapsed());
+        assert_eq!(echo, msg, "echo {i}");
+    }
+    s.shutdown(Shutdown::Write).expect("shutdown");
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("close");
+    rtts.sort();
+    rtts
+}
+
+fn setsockopt_int(s: &TcpStream, level: i32, name: i32, value: i32) {
+    // SAFETY: setsockopt(2) on an open socket with a pointer to an int and its size.
+    let rc = unsafe {
+        libc::setsockopt(
+            s.as_raw_fd(),
+            level,
+            name,
+            (&raw const value).cast::<libc::c_void>(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+}
+
+/// Slow readers: a client that sends and never reads fills its slot's buffers (the server
+/// then advertises a zero window); another client's 64-byte echo latency is measured over
+/// 2,000 round trips alone, beside the stuck client, and alone again.
+///
+/// The bound: p50 beside the stuck client within 2x the slower of the two "alone" runs plus
+/// 200 us. A stuck slot costs the server nothing per poll but a look at its socket; the 2x
+/// and 200 us absorb the noise of a 2-core machine shared with other work. The p99 is
+/// printed, and only bounded loosely (10x + 5 ms), since one preempted round trip moves it.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn stuck_reader_does_not_slow_the_other_slots() {
+    in_netns(
+        "stuck_reader_does_not_slow_the_other_slots",
+        Duration::from_secs(90),
+        false,
+        || {
+            const ROUND_TRIPS: usize = 2000;
+            let mut server = Server::start(&["--stats", "1"]);
+            warm_up(SERVER_V4, 8);
+            let memory = Memory::after_warm_up(&server);
+            let show = |name: &str, v: &[Duration]| {
+                println!(
+                    "64 B echo {name}: p50 {:.1?}, p99 {:.1?}, max {:.1?} ({} round trips)",
+                    percentile(v, 0.5),
+                    percentile(v, 0.99),
+                    v[v.len() - 1],
+                    v.len()
+                );
+            };
+            let alone = echo_latencies(ROUND_TRIPS);
+            show("alone", &alone);
+
+            // The stuck client: small socket buffers, so what it writes piles up in the
+            // server's slot (128 KiB receive, 128 KiB transmit) rather than in its kernel.
+            let mut stuck =
+                TcpStream::connect_timeout(&endpoint(SERVER_V4, PORT), Duration::from_secs(10))
+                    .expect("connect");
+            setsockopt_int(&stuck, libc::SOL_SOCKET, libc::SO_RCVBUF, 4096);
+            setsockopt_int(&stuck, libc::SOL_SOCKET, libc::SO_SNDBUF, 16384);
+            stuck.set_nonblocking(true).expect("nonblocking");
+            let chunk = [0x5au8; 8192];
+            let mut written = 0usize;
+            let mut last_progress = Instant::now();
+            let t0 = Instant::now();
+            // Until it has written what the server's buffers hold and has made no progress
+            // for 1 s (the kernel probes a zero window with backing-off persist timers, so a
+            // pause alone does not mean full), or 5 s without progress.
+            let full = 256 * 1024 + 8192;
+            while last_progress.elapsed() < Duration::from_secs(if written >= full { 1 } else { 5 })
+            {
+                assert!(t0.elapsed() < Duration::from_secs(20), "never filled");
+                match stuck.write(&chunk) {
+                    Ok(n) => {
+                        written += n;
+                        last_progress = Instant::now();
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                        thread::sleep(Duration::from_millis(5))
+                    }
+                    Err(e) => panic!("stuck client write: {e}"),
+                }
+            }
+            println!(
+                "stuck client's socket: {}",
+                sh("ss -tnie 'dport = :8000' | tr -s ' ' | tail -n +2")
+            );
+            let stats = latest_stats(&mut server, Duration::from_secs(3));
+            println!(
+                "stuck client: wrote {written} B before its window closed; the server took \
+                 {} B into transmit buffers",
+                stats.get("tcp.bytes_in")
+            );
+            // The server's 128 KiB receive and 128 KiB transmit buffers are full (the client
+            // holds at most a few KiB in its own receive buffer and 32 KiB unsent).
+            assert!(
+                written >= 256 * 1024,
+                "the stuck client filled its slot: {written} B"
+            );
+            let beside = echo_latencies(ROUND_TRIPS);
+            show("beside the stuck client", &beside);
+            // Still stuck: nothing was read, it holds its slot.
+            let mut peek = [0u8; 1];
+            assert!(
+                stuck.peek(&mut peek).is_ok(),
+                "the stuck client still has data queued"
+            );
+            let c = latest_stats(&mut server, Duration::from_secs(3));
+            assert_eq!(c.get("tcp.timed_out"), 0);
+            assert_eq!(
+                c.get("tcp.active"),
+                1,
+                "the stuck client still holds its slot"
+            );
+            drop(stuck);
+            thread::sleep(Duration::from_millis(200));
+            let again = echo_latencies(ROUND_TRIPS);
+            show("alone again", &again);
+
+            let p50_alone = percentile(&alone, 0.5).max(percentile(&again, 0.5));
+            let p99_alone = percentile(&alone, 0.99).max(percentile(&again, 0.99));
+            let p50 = percentile(&beside, 0.5);
+            let p99 = percentile(&beside, 0.99);
+            assert!(
+                p50 <= p50_alone * 2 + Duration::from_micros(200),
+                "p50 beside the stuck client {p50:?} vs {p50_alone:?} alone"
+            );
+            assert!(
+                p99 <= p99_alone * 10 + Duration::from_millis(5),
+                "p99 beside the stuck client {p99:?} vs {p99_alone:?} alone"
+            );
+            memory.check("stuck reader");
+            server.stop();
+        },
+    );
+}
+
+/// Malformed frames: 50,000 frames of 16 kinds (random bytes, Ethernet runts and VLAN tags,
+/// bad IPv4 versions, header lengths, total lengths, checksums, options, fragments, bad IPv6
+/// headers and extension headers, impossible TCP flags, bad data offsets, garbage options,
+/// bad TCP checksums, bad UDP lengths, ICMP/NDP junk, ARP junk) at 10,000 per second, in 50
+/// batches of 1,000. After every batch a new TCP connection (IPv4 and IPv6 in turn) and a
+/// UDP datagram are echoed. The server keeps running, exits 0 on SIGTERM with its final
+/// line, and never panics.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn malformed_frames_do_not_stop_the_echo() {
+    in_netns(
+        "malformed_frames_do_not_stop_the_echo",
+        Duration::from_secs(120),
+        false,
+        || {
+            const BATCHES: usize = 50;
+            const PER_BATCH: usize = 1000;
+            const RATE: u64 = 10_000;
+            let mut server = Server::start(&["--stats", "1"]);
+            warm_up(SERVER_V4, 8);
+            let memory = Memory::after_warm_up(&server);
+            let before = latest_stats(&mut server, Duration::from_secs(3));
+            let seed = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            println!("malformed frames: seed {seed:#x}");
+            let mut junk = Junk::new(
+                seed,
+                (SERVER_V4, SERVER_V6),
+                ("192.168.69.100", "fdaa::100"),
+                PORT,
+            );
+            let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
+            let mut pacer = Pacer::new(RATE);
+            let mut per_kind = [0usize; JUNK_KINDS.len()];
+            let mut send_errors = 0usize;
+            let mut sent = 0usize;
+            let mut slowest = (Duration::ZERO, 0usize);
+            let t0 = Instant::now();
+            for batch in 0..BATCHES {
+                for _ in 0..PER_BATCH {
+                    let (kind, frame) = junk.next_frame();
+                    pacer.tick();
+                    match link.send(&frame) {
+                        Ok(()) => {
+                            per_kind[kind] += 1;
+                            sent += 1;
+                        }
+                        // The kernel refuses some frames outright (EINVAL); count them.
+                        Err(_) => send_errors += 1,
+                    }
+                }
+                let ip = if batch.is_multiple_of(2) {
+                    SERVER_V4
+                } else {
+                    SERVER_V6
+                };
+                let message = format!("echo after junk batch {batch}");
+                let (_, took) = echo_once(
+                    endpoint(ip, PORT),
+                    message.as_bytes(),
+                    Duration::from_secs(10),
+                )
+                .unwrap_or_else(|e| panic!("TCP echo over {ip} after batch {batch}: {e}"));
+                if took > slowest.0 {
+                    slowest = (took, batch);
+                }
+                let udp = seed_udp_client(ip, message.as_bytes());
+                assert_eq!(udp, message.as_bytes(), "UDP echo after batch {batch}");
+            }
+            let took = t0.elapsed();
+            let refused = link.refused;
+            println!(
+                "malformed frames: {sent} sent in {took:.2?}, {send_errors} refused by the \
+                 kernel, {refused} dropped by a full queue; {BATCHES} TCP and {BATCHES} UDP \
+                 echoes all OK (slowest TCP echo {:.2?} after batch {})",
+                slowest.0, slowest.1
+            );
+            for (kind, n) in JUNK_KINDS.iter().zip(per_kind) {
+                println!("  {n:>6} {kind}");
+            }
+            let after = latest_stats(&mut server, Duration::from_secs(3));
+            let rx = after.get("frames.rx") - before.get("frames.rx");
+            println!("server: {rx} frames received during the run");
+            assert!(
+                rx as usize + refused as usize >= sent,
+                "the frames reached the server: {rx} received, {sent} sent"
+            );
+            assert!(send_errors <= sent / 100, "{send_errors} frames not sent");
+            memory.check("malformed frames");
+            let c = server.stop();
+            assert_eq!(c.get("tcp.active"), 0);
+        },
+    );
+}
+
+/// One UDP datagram to the echo port from an on-link address that never answers ARP (or
+/// neighbour solicitation) must not stop the UDP echo for everybody else: a real client's
+/// datagrams right after it are still echoed, over IPv4 and IPv6.
+#[test]
+#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+fn udp_echo_survives_a_datagram_from_a_silent_neighbour() {
+    in_netns(
+        "udp_echo_survives_a_datagram_from_a_silent_neighbour",
+        Duration::from_secs(60),
+        false,
+        || {
+            let server = Server::start(&["--stats", "1"]);
+            assert_eq!(seed_udp_client(SERVER_V4, b"before"), b"before");
+            let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
+            for (silent, server_ip) in [("192.168.69.77", SERVER_V4), ("fdaa::77", SERVER_V6)] {
+                let (src, dst) = (Ip::parse(silent), Ip::parse(server_ip));
+                let udp = netns::raw::udp_datagram(src, dst, 4242, PORT, b"from nobody");
+                let frame = netns::raw::frame(
+                    netns::raw::SERVER_MAC,
+                    [0x06, 0x77, 0, 0, 0, 0x77],
+                    src,
+                    dst,
+                    17,
+                    &udp,
+                );
+                link.send(&frame).expect("send");
+                thread::sleep(Duration::from_millis(50));
+                let t0 = Instant::now();
+                let echo = seed_udp_client(server_ip, b"a real client after it");
+                println!(
+                    "UDP echo over {server_ip} after a datagram from silent {silent}: {:.2?}",
+                    t0.elapsed()
+                );
+                assert_eq!(echo, b"a real client after it");
+            }
+            let c = server.stop();
+            assert_eq!(c.get("udp.datagrams_in"), 1 + 2 + 2);
+        },
+    );
+}
