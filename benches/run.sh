@@ -5,7 +5,7 @@
 # describes the topology and the figures.
 #
 #   sudo benches/run.sh                 # 5 rounds, full sizes (about 5 minutes)
-#   sudo BENCH_QUICK=1 benches/run.sh   # smoke: 1 round, small sizes; fails on any failure
+#   sudo BENCH_QUICK=1 benches/run.sh   # smoke: 1 round, small sizes, < 90 s; fails on any failure
 #
 # Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (4096, the baseline's
 # recv size), BENCH_SERVER_ARGS (extra tap_server options, default none), CARGO_TARGET_DIR,
@@ -30,7 +30,7 @@ root=$PWD
 quick=${BENCH_QUICK:-0}
 if [ "$quick" = 1 ]; then
   rounds=${BENCH_ROUNDS:-1}
-  bulk_bytes=$((32 << 20)); rtt_count=500; churn_secs=1; many_clients=256; many_timeout=60
+  bulk_bytes=$((32 << 20)); rtt_count=500; churn_secs=1; many_clients=256; many_timeout=40
   idle_secs=2
 else
   rounds=${BENCH_ROUNDS:-5}
