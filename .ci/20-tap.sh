@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The Linux TAP examples: build them in release, then run tests/tap_netns.rs, where every case
-# creates its own network namespace (nothing on this machine's interfaces is touched). Needs
-# root; runs with CI=true so that no case can skip.
+# The Linux TAP examples: build them in release, then run tests/tap_netns.rs and
+# tests/tap_robustness.rs, where every case creates its own network namespace (nothing on this
+# machine's interfaces is touched). Needs root; runs with CI=true so that no case can skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,3 +34,9 @@ cargo build --release --examples
 start=$SECONDS
 cargo test --release --test tap_netns -- --ignored --nocapture --test-threads=2
 echo "TAP namespace tests passed in $((SECONDS - start)) s"
+# Robustness (issue 5): SYN flood, idle holders, a stuck reader, malformed frames, fixed
+# memory. Raw frames are written by the test itself (AF_PACKET) onto the TAP of each case's
+# own namespace. One case at a time, so the latency figures are not another case's load.
+start=$SECONDS
+cargo test --release --test tap_robustness -- --ignored --nocapture --test-threads=1
+echo "TAP robustness tests passed in $((SECONDS - start)) s"

@@ -375,7 +375,7 @@ pub fn spoofed_syn(n: u32, server_v4: [u8; 4], server_v6: [u8; 16], port: u16) -
 /// The kinds of malformed frame [`Junk`] makes, in turn.
 pub const JUNK_KINDS: [&str; 16] = [
     "random bytes",
-    "ethernet runts, VLAN tags, unknown types",
+    "Ethernet runts, VLAN tags, unknown types",
     "IPv4 bad version or header length",
     "IPv4 bad total length",
     "IPv4 bad header checksum",
@@ -562,9 +562,10 @@ impl Junk {
     }
 
     fn random_bytes(&mut self) -> Vec<u8> {
-        let len = 1 + self.rng.below(MAX_FRAME);
+        // At least a header's worth: the kernel refuses shorter frames.
+        let len = 14 + self.rng.below(MAX_FRAME - 13);
         let mut f = self.rng.bytes(len);
-        if len >= 14 && self.rng.chance(60) {
+        if self.rng.chance(60) {
             f[..6].copy_from_slice(&SERVER_MAC);
             let et = self.rng.pick(&[ETH_IPV4, ETH_IPV6, ETH_ARP, ETH_VLAN]);
             f[12..14].copy_from_slice(&et.to_be_bytes());
@@ -580,10 +581,13 @@ impl Junk {
         let dst = self.dst_mac();
         let src = self.src_mac();
         match self.rng.below(4) {
-            // Runts: shorter than an Ethernet header (the kernel pads them to 14 bytes).
+            // Runts: a header and a few bytes, far below Ethernet's 60-byte minimum (the
+            // kernel refuses frames shorter than a header, EINVAL).
             0 => {
-                let n = self.rng.below(14);
-                self.rng.bytes(n)
+                let mut f = ethernet(dst, src, self.rng.pick(&[ETH_IPV4, ETH_IPV6, ETH_ARP]));
+                let n = 1 + self.rng.below(8);
+                f.extend_from_slice(&self.rng.bytes(n));
+                f
             }
             // A header and nothing else.
             1 => ethernet(dst, src, self.rng.pick(&[ETH_IPV4, ETH_IPV6, ETH_ARP])),
@@ -790,6 +794,9 @@ impl Junk {
         let udp = udp_datagram(s, d, self.rng.u16(), self.port(), &self.rng.bytes(n));
         let mut f = frame(self.dst_mac(), self.src_mac(), s, d, PROTO_UDP, &udp);
         let actual = (f.len() - 54) as u16;
+        if self.rng.chance(20) {
+            f[21] = 0; // hop limit 0
+        }
         match self.rng.below(4) {
             0 => f[14] = (self.rng.pick(&[0u8, 4, 5, 7, 15]) << 4) | (f[14] & 0x0f),
             1 => {
@@ -803,9 +810,6 @@ impl Junk {
                 let cut = 14 + self.rng.below(40);
                 f.truncate(cut);
             }
-        }
-        if self.rng.chance(20) {
-            f[21] = 0; // hop limit 0
         }
         f
     }
@@ -1126,8 +1130,24 @@ impl Junk {
         } else {
             self.spoof_v4()
         };
-        let mut a = Vec::with_capacity(28);
         let good = self.rng.chance(40);
+        let operation = self.rng.pick(&[1u16, 2, 0, 3, 4, 8, 9, 0xffff]);
+        // A well-formed request or reply aimed at the server from an on-link sender is no
+        // junk: smoltcp answers it and caches the sender (the neighbour-cache case of
+        // tests/tap_robustness.rs sends those on purpose, with `arp_request`). Here the
+        // sender of such a packet is one smoltcp must not cache.
+        let sender = if good && operation <= 2 && target == self.server_v4 {
+            self.rng.pick(&[
+                [255, 255, 255, 255],
+                [224, 0, 0, 1],
+                [0, 0, 0, 0],
+                [127, 0, 0, 1],
+                [10, 1, 2, 3],
+            ])
+        } else {
+            sender
+        };
+        let mut a = Vec::with_capacity(28);
         a.extend_from_slice(
             &(if good {
                 1u16
@@ -1154,12 +1174,7 @@ impl Junk {
         } else {
             self.rng.pick(&[0u8, 3, 16, 255])
         });
-        a.extend_from_slice(
-            &self
-                .rng
-                .pick(&[1u16, 2, 0, 3, 4, 8, 9, 0xffff])
-                .to_be_bytes(),
-        );
+        a.extend_from_slice(&operation.to_be_bytes());
         a.extend_from_slice(&mac);
         a.extend_from_slice(&sender);
         a.extend_from_slice(&[0; 6]);
@@ -1179,6 +1194,17 @@ impl Junk {
         f.extend_from_slice(&a);
         f
     }
+}
+
+/// A well-formed ARP request from `sender` (MAC `mac`) for `target`, broadcast.
+pub fn arp_request(mac: [u8; 6], sender: [u8; 4], target: [u8; 4]) -> Vec<u8> {
+    let mut f = ethernet(BROADCAST, mac, ETH_ARP);
+    f.extend_from_slice(&[0, 1, 0x08, 0, 6, 4, 0, 1]);
+    f.extend_from_slice(&mac);
+    f.extend_from_slice(&sender);
+    f.extend_from_slice(&[0; 6]);
+    f.extend_from_slice(&target);
+    f
 }
 
 /// A UDP datagram with a correct checksum.
@@ -1208,6 +1234,29 @@ mod tests {
             0x00, 0x01, 0xc0, 0xa8, 0x00, 0xc7,
         ];
         assert_eq!(checksum(&[&h]), 0xb861);
+    }
+
+    #[test]
+    fn the_junk_generator_makes_frames_of_every_kind_within_the_mtu() {
+        for seed in 1..=20u64 {
+            let mut junk = Junk::new(
+                seed * 0x9E37_79B9,
+                ("192.168.69.1", "fdaa::1"),
+                ("192.168.69.100", "fdaa::100"),
+                8000,
+            );
+            let mut kinds = [0usize; JUNK_KINDS.len()];
+            for _ in 0..10_000 {
+                let (kind, frame) = junk.next_frame();
+                assert!(
+                    (14..=MAX_FRAME).contains(&frame.len()),
+                    "{} bytes",
+                    frame.len()
+                );
+                kinds[kind] += 1;
+            }
+            assert!(kinds.iter().all(|&n| n == 10_000 / JUNK_KINDS.len()));
+        }
     }
 
     #[test]
