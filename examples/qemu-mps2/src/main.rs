@@ -9,12 +9,14 @@ mod clock;
 mod lan9118;
 mod net;
 mod report;
+mod rt;
 mod stack;
 mod uart;
 mod vectors;
 
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::entry;
+use smoltcp::time::Instant;
 use static_cell::ConstStaticCell;
 
 use crate::board::{Eth, EthIrq};
@@ -93,9 +95,9 @@ fn main() -> ! {
 /// deadline already past costs one poll per millisecond, never a busy loop.
 fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
     let now = clock.now();
-    let wake = net.poll_at(now).map_or(report_at, |at| {
-        (at.total_millis().max(0) as u64).min(report_at)
-    });
+    // Compared as `Instant`s (microseconds): no 64-bit division on the way.
+    let report_at = Instant::from_millis(report_at as i64);
+    let wake = net.poll_at(now).map_or(report_at, |at| at.min(report_at));
     // A frame already waiting is one the driver could not take: sleep a tick on SysTick alone.
     let mut stuck = net.dev().rx_pending();
     loop {
@@ -118,7 +120,7 @@ fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
         unsafe { cortex_m::interrupt::enable() };
         NVIC::mask(EthIrq);
         stuck = false;
-        if frame || clock.millis() >= wake || net.dev().rx_pending() {
+        if frame || clock.now() >= wake || net.dev().rx_pending() {
             break;
         }
     }
