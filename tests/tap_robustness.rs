@@ -1,6 +1,8 @@
-//! Robustness of `tap_server` on a Linux TAP (issue 5): a SYN flood from spoofed addresses,
-//! idle connections holding every slot, a client that never reads, and malformed frames. In
-//! every case the server's resident memory must not grow.
+//! Robustness of `tap_server` on a Linux TAP (issue 5): a SYN flood from spoofed addresses
+//! (alone and beside a long-lived client), idle connections holding every slot, a client that
+//! never reads, malformed frames, a UDP datagram from a neighbour that never answers, and
+//! neighbour-cache churn. In every case with a warm-up the server's resident memory must not
+//! grow.
 //!
 //! Same conventions as `tests/tap_netns.rs` (the harness is `tests/netns/`): every case runs
 //! in its own network namespace under `unshare --net`, bounded in time, its process group
@@ -754,7 +756,8 @@ fn stuck_reader_does_not_slow_the_other_slots() {
 /// Malformed frames: 50,000 frames of 16 kinds (random bytes, Ethernet runts and VLAN tags,
 /// bad IPv4 versions, header lengths, total lengths, checksums, options, fragments, bad IPv6
 /// headers and extension headers, impossible TCP flags, bad data offsets, garbage options,
-/// bad TCP checksums, bad UDP lengths, ICMP/NDP junk, ARP junk) at 10,000 per second, in 50
+/// bad TCP checksums, bad UDP lengths, ICMP/NDP junk, ARP junk; well-formed ARP that smoltcp
+/// would cache is the neighbour-cache case's) at 10,000 per second, in 50
 /// batches of 1,000. After every batch a new TCP connection (IPv4 and IPv6 in turn) and a
 /// UDP datagram are echoed. The server keeps running, exits 0 on SIGTERM with its final
 /// line, and never panics.
