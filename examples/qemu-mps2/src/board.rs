@@ -32,7 +32,7 @@ pub const ETH_BASE: usize = 0x4020_0000;
 pub struct EthIrq;
 
 // SAFETY: 13 is a valid external interrupt number of these boards (the vector table in
-// `vectors.rs` has 48 entries).
+// `vectors.rs` ends with its entry).
 unsafe impl cortex_m::interrupt::InterruptNumber for EthIrq {
     fn number(self) -> u16 {
         13

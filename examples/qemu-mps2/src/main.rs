@@ -92,7 +92,9 @@ fn main() -> ! {
 /// is due. SysTick wakes the CPU every millisecond; the Ethernet IRQ wakes it when a frame
 /// arrives. Called only after a poll that did nothing, it sleeps at least once when a frame
 /// is already waiting (the driver could not take it, say for lack of transmit room): a
-/// deadline already past costs one poll per millisecond, never a busy loop.
+/// deadline already past costs one poll per millisecond, never a busy loop. Out of line, so
+/// its locals are not part of `main`'s frame, under everything `main` calls.
+#[inline(never)]
 fn sleep(clock: &mut Clock, net: &mut Net, report_at: u64) {
     let now = clock.now();
     // Compared as `Instant`s (microseconds): no 64-bit division on the way.

@@ -21,8 +21,9 @@ pub const SLOTS: usize = 4;
 pub const TCP_RX: usize = 2048;
 /// See [`TCP_RX`].
 pub const TCP_TX: usize = 2048;
-/// UDP datagrams queued each way.
-pub const UDP_PACKETS: usize = 4;
+/// UDP datagrams queued each way. The payload ring holds one largest datagram each way, so
+/// more entries would only help bursts of small datagrams (16 bytes of RAM and flash each).
+pub const UDP_PACKETS: usize = 2;
 /// The largest UDP datagram echoed: a full 1500-byte IPv4 packet.
 pub const UDP_BYTES: usize = 1472;
 /// A connection with no byte moving this long is aborted.
@@ -76,6 +77,11 @@ impl Net {
     /// Build the interface and the services over `dev`, whose station address is `mac`.
     /// Returns `None` only if the statics were already taken or the socket set is too small,
     /// which the constants above rule out.
+    ///
+    /// Out of line, like [`poll`](Self::poll): the temporaries built here (sockets on their
+    /// way into the set, the servers before they move into `NET`) then never sit on the stack
+    /// under the main loop's frames, nor the main loop's under them.
+    #[inline(never)]
     pub fn new(dev: &'static mut Eth, mac: [u8; 6], now: Instant) -> Option<&'static mut Net> {
         let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
         let [a, b, c, d, e, f] = mac;
@@ -130,6 +136,7 @@ impl Net {
 
     /// Receive, echo, transmit. Returns whether anything progressed and what changed in the
     /// address setup.
+    #[inline(never)]
     pub fn poll(&mut self, now: Instant) -> (bool, Option<Change>) {
         let progressed = self.node.poll(now, self.iface, self.dev, &mut self.sockets);
         (progressed, self.dhcp_event())

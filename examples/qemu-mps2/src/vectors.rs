@@ -1,17 +1,17 @@
 //! The device interrupt part of the vector table.
 //!
 //! Without cortex-m-rt's `device` feature the table has 240 entries (960 bytes of flash) on
-//! ARMv7-M. The MPS2 FPGA images have fewer external interrupts than 48; the firmware uses
-//! one, the Ethernet controller's, only to wake from `WFI` (see `main::sleep`). Its handler
-//! masks the line again (the device is left to the main loop); every other entry is
-//! `DefaultHandler`.
+//! ARMv7-M. The firmware uses one external interrupt, the Ethernet controller's (IRQ 13), only
+//! to wake from `WFI` (see `main::sleep`), so the table ends with it: an interrupt line the
+//! firmware never unmasks cannot fire, and needs no entry. The handler masks the line again
+//! (the device is left to the main loop); every other entry is `DefaultHandler`.
 
 use cortex_m::peripheral::NVIC;
 
 use crate::board::EthIrq;
 
-/// External interrupt lines in the table.
-const IRQS: usize = 48;
+/// External interrupt lines in the table: 0 to 13, the Ethernet controller's.
+const IRQS: usize = 14;
 
 unsafe extern "C" {
     /// cortex-m-rt's default exception handler (a loop, unless overridden).
