@@ -60,6 +60,9 @@ pub struct UdpCounters {
     pub bytes_in: u64,
     /// Payload bytes echoed.
     pub bytes_out: u64,
+    /// Times the transmit queue was discarded because it sent nothing for
+    /// [`UDP_STALL`](crate::udp_server::UDP_STALL) (replies to a sender that never resolves).
+    pub tx_flushes: u64,
 }
 
 /// `*c += by`, wrapping.

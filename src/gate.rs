@@ -23,7 +23,7 @@
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpProtocol, TcpPacket};
+use smoltcp::wire::{IpAddress, IpProtocol, TcpPacket};
 
 /// What the server does with a SYN when every slot is busy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -248,7 +248,7 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, T> {
 /// Whether `frame` is a well-formed initial SYN (SYN set, ACK clear) to TCP port `port`.
 pub fn is_initial_syn_to(medium: Medium, frame: &[u8], port: u16) -> bool {
     match ip_payload(medium, frame) {
-        Some((IpProtocol::Tcp, segment)) => match TcpPacket::new_checked(segment) {
+        Some((_, IpProtocol::Tcp, segment)) => match TcpPacket::new_checked(segment) {
             Ok(tcp) => tcp.syn() && !tcp.ack() && !tcp.rst() && tcp.dst_port() == port,
             Err(_) => false,
         },
@@ -256,8 +256,13 @@ pub fn is_initial_syn_to(medium: Medium, frame: &[u8], port: u16) -> bool {
     }
 }
 
-/// The transport protocol and payload of an unfragmented IP packet inside `frame`.
-fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
+/// The source address of the IP packet inside `frame` (for a SYN the gate kept).
+pub fn source_address(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
+    ip_payload(medium, frame).map(|(source, _, _)| source)
+}
+
+/// The source, transport protocol and payload of an unfragmented IP packet inside `frame`.
+fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
     match medium {
         Medium::Ethernet => {
             let eth = smoltcp::wire::EthernetFrame::new_checked(frame).ok()?;
@@ -281,18 +286,26 @@ fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpProtocol, &[u8])> {
     }
 }
 
-fn ipv4_payload(packet: &[u8]) -> Option<(IpProtocol, &[u8])> {
+fn ipv4_payload(packet: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
     let ip = smoltcp::wire::Ipv4Packet::new_checked(packet).ok()?;
     if ip.more_frags() || ip.frag_offset() != 0 {
         return None;
     }
-    Some((ip.next_header(), ip.payload()))
+    Some((
+        IpAddress::Ipv4(ip.src_addr()),
+        ip.next_header(),
+        ip.payload(),
+    ))
 }
 
 #[cfg(feature = "proto-ipv6")]
-fn ipv6_payload(packet: &[u8]) -> Option<(IpProtocol, &[u8])> {
+fn ipv6_payload(packet: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
     let ip = smoltcp::wire::Ipv6Packet::new_checked(packet).ok()?;
-    Some((ip.next_header(), ip.payload()))
+    Some((
+        IpAddress::Ipv6(ip.src_addr()),
+        ip.next_header(),
+        ip.payload(),
+    ))
 }
 
 #[cfg(test)]

@@ -69,8 +69,9 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
         sockets: &mut SocketSet<'_>,
     ) -> bool {
         let udp = &mut self.udp;
-        self.tcp
-            .pump(now, iface, device, sockets, |sockets| udp.service(sockets))
+        self.tcp.pump(now, iface, device, sockets, |sockets| {
+            udp.service(now, sockets)
+        })
     }
 
     /// When [`poll`](Self::poll) must run next without network activity (`None`: only when a
@@ -81,10 +82,14 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
         iface: &mut Interface,
         sockets: &SocketSet<'_>,
     ) -> Option<Instant> {
-        match (iface.poll_at(now, sockets), self.tcp.poll_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            iface.poll_at(now, sockets),
+            self.tcp.poll_at(),
+            self.udp.poll_at(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// How long the caller may sleep before [`poll`](Self::poll) (`None`: until a frame

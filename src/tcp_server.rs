@@ -13,6 +13,7 @@ use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandl
 use smoltcp::phy::Device;
 use smoltcp::socket::{AnySocket, Socket, tcp};
 use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::IpAddress;
 
 use crate::Error;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
@@ -284,21 +285,27 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
 
     /// Whether half-open slots may be recycled for new SYNs (the SYN-flood defence).
     ///
-    /// Pressure starts when every slot has been half-open for [`SYN_PRESSURE_AFTER`]: real
-    /// handshakes complete within a round trip, so a full house of stale half-open slots means
-    /// SYNs from hosts that do not answer. It lasts [`SYN_PRESSURE_HOLD`] after it was last
+    /// Pressure starts when no slot is free and every slot not serving a client has been
+    /// half-open for [`SYN_PRESSURE_AFTER`]: real handshakes complete within a round trip, so
+    /// stale half-open slots filling the rest of the pool mean SYNs from hosts that do not
+    /// answer. It lasts [`SYN_PRESSURE_HOLD`] after it was last
     /// seen. A legitimate burst of more clients than slots never triggers it and keeps the
     /// plain `Overflow` behaviour, so no real handshake in flight is thrown away.
     fn under_syn_pressure(&mut self, now: Instant) -> bool {
-        let youngest = self
-            .slots
-            .iter()
-            .map(|s| match s.conn.phase() {
-                Phase::HalfOpen { since } => Some(since),
-                _ => None,
-            })
-            .try_fold(Instant::ZERO, |acc, since| since.map(|t| acc.max(t)));
+        // The youngest half-open slot, if no slot is free; slots serving clients do not count.
+        let mut youngest: Option<Instant> = None;
+        let mut free = false;
+        for slot in &self.slots {
+            match slot.conn.phase() {
+                Phase::HalfOpen { since } => {
+                    youngest = Some(youngest.map_or(since, |y: Instant| y.max(since)));
+                }
+                Phase::Unbound | Phase::Listening => free = true,
+                _ => {}
+            }
+        }
         if let Some(youngest) = youngest
+            && !free
             && crate::conn::elapsed(youngest, now) >= SYN_PRESSURE_AFTER
         {
             self.pressure_until = Some(crate::conn::later(now, SYN_PRESSURE_HOLD));
@@ -322,6 +329,32 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             .filter(|(since, _)| crate::conn::elapsed(*since, now) >= IDLE_HOLDER_AFTER)
             .min()
             .map(|(_, i)| i)
+    }
+
+    /// Whether taking slot `i` for a SYN from `requester` would be an idle holder evicting
+    /// another: a peer that already holds a silent connection may not take a slot from one.
+    /// Without this rule, idle holders that keep retrying their SYNs (they arrive first, on the
+    /// same schedule) would evict each other for ever while a new client waits.
+    fn evicts_own_kind(
+        &self,
+        i: usize,
+        requester: Option<IpAddress>,
+        sockets: &mut SocketSet<'_>,
+    ) -> bool {
+        let evicting = self
+            .slots
+            .get(i)
+            .is_some_and(|s| s.conn.idle_holder_since().is_some());
+        let Some(requester) = requester else {
+            return false;
+        };
+        evicting
+            && self.slots.iter().any(|s| {
+                s.conn.idle_holder_since().is_some()
+                    && find_mut::<tcp::Socket>(sockets, s.handle)
+                        .and_then(|socket| socket.remote_endpoint())
+                        .is_some_and(|peer| peer.addr == requester)
+            })
     }
 
     /// The slot whose handshake has waited longest.
@@ -349,7 +382,12 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         syn: &[u8],
     ) -> PollIngressSingleResult {
         let config = self.config;
-        let Some(slot) = self.reclaimable(now).and_then(|i| self.slots.get_mut(i)) else {
+        let requester = crate::gate::source_address(device.capabilities().medium, syn);
+        let Some(slot) = self
+            .reclaimable(now)
+            .filter(|&i| !self.evicts_own_kind(i, requester, sockets))
+            .and_then(|i| self.slots.get_mut(i))
+        else {
             bump(&mut self.gate.held, 1);
             return PollIngressSingleResult::PacketProcessed;
         };

@@ -2,13 +2,21 @@
 //!
 //! A datagram is echoed whole or not at all. When the transmit buffer has no room for it, it
 //! is dropped and counted; the server never waits, so UDP load can never hold up TCP.
+//!
+//! **Unreachable senders.** smoltcp sends a socket's datagrams in order and keeps the head
+//! one queued while the neighbour it goes to is unresolved, silencing the whole socket
+//! meanwhile. One datagram from an address that never answers ARP or neighbour solicitation
+//! would thus block every later reply, for ever. When the transmit queue makes no progress for
+//! [`UDP_STALL`], the server discards it (the socket goes back into the set as new, which
+//! also clears smoltcp's silence) and counts a `tx_flushes`.
 
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
-use smoltcp::socket::udp;
-use smoltcp::time::Instant;
+use smoltcp::socket::{Socket, udp};
+use smoltcp::time::{Duration, Instant};
 
 use crate::Error;
+use crate::conn::{elapsed, later};
 use crate::counters::{UdpCounters, bump};
 use crate::sockets::{Sockets, find_mut};
 
@@ -92,6 +100,11 @@ impl<const BYTES: usize> Default for UdpEchoPayloads<BYTES> {
     }
 }
 
+/// How long the transmit queue may hold replies without sending any before it is discarded.
+/// A reachable client is resolved in a round trip (Linux clients even announce themselves
+/// with their own ARP or neighbour solicitation first); only unreachable ones wait longer.
+pub const UDP_STALL: Duration = Duration::from_millis(250);
+
 /// Settings of the UDP echo server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -123,6 +136,9 @@ pub struct UdpEchoServer<'a> {
     handle: SocketHandle,
     scratch: &'a mut [u8],
     counters: UdpCounters,
+    /// Bytes sent so far (queued minus still queued) and since when that has not changed
+    /// while replies were waiting.
+    stall: Option<(u64, Instant)>,
 }
 
 impl<'a> UdpEchoServer<'a> {
@@ -164,6 +180,7 @@ impl<'a> UdpEchoServer<'a> {
             handle,
             scratch: &mut scratch[..],
             counters: UdpCounters::default(),
+            stall: None,
         })
     }
 
@@ -191,12 +208,64 @@ impl<'a> UdpEchoServer<'a> {
         sockets: &mut SocketSet<'_>,
     ) -> bool {
         let polled = iface.poll(now, device, sockets) != smoltcp::iface::PollResult::None;
-        self.service(sockets) | polled
+        self.service(now, sockets) | polled
     }
 
     /// Echo every queued datagram that fits in the transmit buffer; drop (and count) the rest.
-    /// Returns whether any datagram was handled.
-    pub fn service(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+    /// Discard a transmit queue stalled for [`UDP_STALL`]. Returns whether anything happened.
+    pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+        let handled = self.echo(sockets);
+        handled | self.unstall(now, sockets)
+    }
+
+    /// When the server needs service without network activity (a stalled queue's deadline).
+    pub fn poll_at(&self) -> Option<Instant> {
+        self.stall.map(|(_, since)| later(since, UDP_STALL))
+    }
+
+    /// Watch the transmit queue; discard it when it has sent nothing for [`UDP_STALL`].
+    fn unstall(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
+        let Some(queued) = find_mut::<udp::Socket>(sockets, self.handle).map(|s| s.send_queue())
+        else {
+            return false;
+        };
+        if queued == 0 {
+            self.stall = None;
+            return false;
+        }
+        let sent = self.counters.bytes_out.wrapping_sub(queued as u64);
+        match self.stall {
+            Some((before, since)) if before == sent => {
+                if elapsed(since, now) < UDP_STALL {
+                    return false;
+                }
+            }
+            _ => {
+                self.stall = Some((sent, now));
+                return false;
+            }
+        }
+        self.stall = None;
+        // Checked above, so `remove` cannot panic: the handle is in the set and is UDP.
+        let Socket::Udp(mut socket) = sockets.remove(self.handle) else {
+            return false;
+        };
+        socket.close();
+        // Bound to the same port a moment ago, so binding again cannot fail; the entry just
+        // freed is there for `add`.
+        let _ = socket.bind(self.config.port);
+        self.handle = sockets.add(socket);
+        // The discarded bytes no longer count as queued.
+        self.counters.bytes_out = self.counters.bytes_out.wrapping_sub(queued as u64);
+        bump(&mut self.counters.tx_flushes, 1);
+        diag!(
+            "smolecho: udp/{} transmit queue stalled: flushed",
+            self.config.port
+        );
+        true
+    }
+
+    fn echo(&mut self, sockets: &mut SocketSet<'_>) -> bool {
         let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) else {
             return false;
         };

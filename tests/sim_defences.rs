@@ -62,8 +62,10 @@ pub fn spoofed_syn(n: u32) -> Vec<u8> {
     buf
 }
 
-#[test]
-fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
+/// 20,000 spoofed SYNs from 1,000 addresses over 10 s while 8 real clients arrive one a
+/// second; with `long_lived`, a client that stays connected the whole time holds one slot.
+/// Every real client must be served during the flood, each within a second.
+fn flood_with_real_clients(long_lived: bool) {
     const SYNS_PER_MS: u32 = 2;
     const FLOOD_MS: u32 = 10_000;
     let mut w = World::<8>::new::<2048, 2048, 1472>(TcpConfig::on_port(PORT));
@@ -84,6 +86,11 @@ fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
             run
         })
         .collect();
+    let mut resident = RawTcp::new::<1024, 1024>(&mut w.client_sockets, server_v4(), 44000, b"hi");
+    if long_lived {
+        w.run_for(&mut [&mut resident], Duration::from_millis(50));
+        assert_eq!(w.node.tcp().active_slots(), 1);
+    }
     let mut sent = 0u32;
     for _ in 0..FLOOD_MS {
         for _ in 0..SYNS_PER_MS {
@@ -92,13 +99,15 @@ fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
         }
         let mut actors: Vec<&mut dyn Actor> =
             runs.iter_mut().map(|r| r as &mut dyn Actor).collect();
+        if long_lived {
+            actors.push(&mut resident);
+        }
         w.step(&mut actors);
         w.now += Duration::from_millis(1);
     }
     assert_eq!(sent, 20_000);
-    // Every real client was served while the flood went on, each within a second.
     let c = w.node.tcp_counters();
-    println!("after the flood: {c:?}");
+    println!("after the flood (long-lived client: {long_lived}): {c:?}");
     for (i, run) in runs.iter().enumerate() {
         match run.outcome() {
             Some(smolecho::TcpOutcome::Echoed { connect, .. }) => {
@@ -111,9 +120,26 @@ fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
         }
     }
     assert!(c.half_open_recycled > 0, "{c:?}");
-    // Once the flood is over every slot returns to listening.
+    if long_lived {
+        assert_eq!(resident.received, 2, "the long-lived client was echoed");
+        assert!(
+            !resident.aborted && c.reset == 0 && c.evicted == 0,
+            "and kept: {c:?}"
+        );
+    }
+    // Once the flood is over every slot returns to listening (but the long-lived one).
     w.run_for(&mut [], Duration::from_secs(10));
-    assert_eq!(w.node.tcp().active_slots(), 0);
+    assert_eq!(w.node.tcp().active_slots(), usize::from(long_lived));
+}
+
+#[test]
+fn twenty_thousand_spoofed_syns_do_not_starve_eight_real_clients() {
+    flood_with_real_clients(false);
+}
+
+#[test]
+fn a_syn_flood_beside_a_long_lived_client_does_not_starve_real_clients() {
+    flood_with_real_clients(true);
 }
 
 #[test]
@@ -140,14 +166,15 @@ fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
         8,
         "the holders took every slot"
     );
-    // A real client arrives while every slot is held.
+    // A real client arrives while every slot is held. It comes from another address (the
+    // client host's IPv6 one): a peer that holds silent connections itself may not evict.
     let mut run = TcpRun::new::<1024, 1024>(
         &mut w.client_sockets,
         TcpClientConfig {
             timeout: Duration::from_secs(60),
             ..TcpClientConfig::DEFAULT
         },
-        server_v4(),
+        server_v6(),
         46000,
         smolecho::DEFAULT_MESSAGE,
     );
@@ -242,4 +269,74 @@ fn a_stuck_reader_does_not_slow_the_other_slots() {
         worst(&alone),
         worst(&beside_stuck)
     );
+}
+
+/// A UDP datagram to the echo port from an address that never answers ARP.
+fn silent_udp(src: Ipv4Address) -> Vec<u8> {
+    use smolecho::smoltcp::wire::{UdpPacket, UdpRepr};
+    let payload = b"from nobody";
+    let udp = UdpRepr {
+        src_port: 4242,
+        dst_port: PORT,
+    };
+    let ip = Ipv4Repr {
+        src_addr: src,
+        dst_addr: SERVER_V4,
+        next_header: IpProtocol::Udp,
+        payload_len: udp.header_len() + payload.len(),
+        hop_limit: 64,
+    };
+    let eth = EthernetRepr {
+        src_addr: EthernetAddress([0x02, 0, 0, 0, 0x77, 0x77]),
+        dst_addr: EthernetAddress([0x02, 0, 0, 0, 0, 1]),
+        ethertype: EthernetProtocol::Ipv4,
+    };
+    let caps = ChecksumCapabilities::default();
+    let mut buf = vec![0u8; eth.buffer_len() + ip.buffer_len() + udp.header_len() + payload.len()];
+    let mut frame = EthernetFrame::new_unchecked(&mut buf[..]);
+    eth.emit(&mut frame);
+    let mut packet = Ipv4Packet::new_unchecked(frame.payload_mut());
+    ip.emit(&mut packet, &caps);
+    let mut datagram = UdpPacket::new_unchecked(packet.payload_mut());
+    udp.emit(
+        &mut datagram,
+        &IpAddress::Ipv4(src),
+        &IpAddress::Ipv4(SERVER_V4),
+        payload.len(),
+        |buf| buf.copy_from_slice(payload),
+        &caps,
+    );
+    buf
+}
+
+#[test]
+fn a_datagram_from_a_silent_neighbour_does_not_block_udp_echo() {
+    let mut w = World::<1>::new::<1024, 1024, 1472>(TcpConfig::on_port(PORT));
+    for round in 0..3u16 {
+        assert!(w.link.inject(
+            Side::A,
+            &silent_udp(Ipv4Address::new(10, 0, 9, round as u8))
+        ));
+        w.run_for(&mut [], Duration::from_millis(10));
+        let mut run = UdpRun::new::<1472>(
+            &mut w.client_sockets,
+            smolecho::UdpClientConfig {
+                attempts: 3,
+                attempt_timeout: Duration::from_millis(500),
+            },
+            52000 + round,
+            server_v4(),
+            b"a real client after it",
+        );
+        w.run_until(&mut [&mut run], Duration::from_secs(5), |_| false);
+        assert!(
+            run.client.outcome().is_some_and(|o| o.is_ok()),
+            "round {round}: {:?}; {:?}",
+            run.client.outcome(),
+            w.node.udp_counters()
+        );
+    }
+    let c = w.node.udp_counters();
+    println!("{c:?}");
+    assert!(c.tx_flushes >= 3, "{c:?}");
 }
