@@ -2,8 +2,9 @@
 """The kernel baseline of the benchmark suite: the seed's thread-per-client echo server.
 
 TCP: one thread per accepted client, ``recv(BUFLEN)`` then ``sendall`` until the client
-closes. UDP: one thread, ``recvfrom(BUFLEN)`` then ``sendto``. Both on the same port, on the
-Linux kernel's TCP/IP stack. Usage: ``kernel_echo.py [PORT] [BUFLEN]`` (8000, 4096).
+closes. UDP: one thread, ``recvfrom(BUFLEN)`` then ``sendto``. Both on the same port, IPv4
+and IPv6 (one dual-stack socket each), on the Linux kernel's TCP/IP stack.
+Usage: ``kernel_echo.py [PORT] [BUFLEN]`` (defaults 8000 and 4096).
 """
 
 import socket
@@ -27,7 +28,8 @@ def serve_client(conn, buflen):
 
 
 def serve_tcp(port, buflen):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("", port))
     sock.listen(128)
@@ -37,7 +39,8 @@ def serve_tcp(port, buflen):
 
 
 def serve_udp(port, buflen):
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
     sock.bind(("", port))
     while True:
         data, addr = sock.recvfrom(buflen)

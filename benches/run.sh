@@ -9,7 +9,7 @@
 #
 # Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (4096, the baseline's
 # recv size), BENCH_SERVER_ARGS (extra tap_server options, default none), CARGO_TARGET_DIR,
-# BENCH_NO_BUILD=1 (use the binaries already built), BENCH_PIN (0, split or same: CPU
+# BENCH_NO_BUILD=1 (use the binaries already built), BENCH_FAMILY (4, or 6 for IPv6), BENCH_PIN (0, split or same: CPU
 # placement, see below), BENCH_ONLY (a subset of: bulk tcp-rtt
 # udp-rtt churn many idle), BENCH_SERVER_BIN (another tap_server build, for experiments).
 #
@@ -108,6 +108,17 @@ done
 ip -n "$srv" addr add 10.77.0.2/24 dev vs
 ip -n "$cli" route add 192.168.69.0/24 via 10.77.0.2
 in_srv sysctl -qw net.ipv4.ip_forward=1
+# IPv6 too (BENCH_FAMILY=6 measures over it): fdab::/64 on the veth, tap_server's fdaa::/64
+# behind the server namespace.
+ip -n "$cli" -6 addr add fdab::1/64 dev vc nodad
+sources6=()
+for i in 11 12 13 14 15 16 17 18; do
+  ip -n "$cli" -6 addr add fdab::$i/64 dev vc nodad
+  sources6+=(fdab::$i)
+done
+ip -n "$srv" -6 addr add fdab::2/64 dev vs nodad
+ip -n "$cli" -6 route add fdaa::/64 via fdab::2
+in_srv sysctl -qw net.ipv6.conf.all.forwarding=1
 
 # --- servers -----------------------------------------------------------------------------
 wait_line() { # FILE PATTERN PID WHAT
@@ -132,7 +143,7 @@ case "${BENCH_PIN:-0}" in
   *)     pin_srv=(); pin_cli=(); placement="not pinned" ;;
 esac
 # shellcheck disable=SC2086 # BENCH_SERVER_ARGS is a list of options
-ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --gateway 192.168.69.100 \
+ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --gateway 192.168.69.100 --gateway fdaa::100 \
   ${BENCH_SERVER_ARGS:-} >"$work/tap_server.log" 2>&1 &
 smol_pid=$!
 pids+=("$smol_pid")
@@ -143,7 +154,12 @@ kern_pid=$!
 pids+=("$kern_pid")
 wait_line "$work/kernel.log" "listening" "$kern_pid" kernel_echo.py
 
-declare -A addr=([kernel]=10.77.0.2 [smolecho]=192.168.69.1)
+if [ "${BENCH_FAMILY:-4}" = 6 ]; then
+  declare -A addr=([kernel]=[fdab::2] [smolecho]=[fdaa::1])
+  sources=("${sources6[@]}")
+else
+  declare -A addr=([kernel]=10.77.0.2 [smolecho]=192.168.69.1)
+fi
 results=$work/results
 : >"$results"
 
