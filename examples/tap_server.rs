@@ -280,8 +280,8 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
     format!(
         "tcp accepted={} active={} closed={} reset={} timed_out={} evicted={} \
          handshake_timeouts={} half_open_recycled={} held_syns={} refused={} bytes_in={} \
-         bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} bytes_in={} \
-         bytes_out={} | frames rx={} tx={} tx_dropped={}",
+         bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} tx_flushes={} \
+         bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={}",
         tcp.accepted,
         tcp.active(),
         tcp.closed,
@@ -297,6 +297,7 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         udp.datagrams_in,
         udp.datagrams_out,
         udp.dropped,
+        udp.tx_flushes,
         udp.bytes_in,
         udp.bytes_out,
         frames.received,

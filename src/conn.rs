@@ -231,6 +231,14 @@ impl EchoConn {
         )
     }
 
+    /// Whether the slot may become free (listen again) at its next step.
+    pub const fn may_free(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Closing | Phase::Aborting { .. } | Phase::Unbound
+        )
+    }
+
     /// Decide what to do with the slot now.
     pub fn step(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
         match self.phase {

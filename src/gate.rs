@@ -15,6 +15,11 @@
 //! answer thus cannot occupy every slot: a real client's SYN always finds a slot, and its
 //! handshake completes as long as fewer than `SLOTS` newer SYNs arrive within its round trip.
 //!
+//! **Listen backlog.** With `Overflow::Defer` and a backlog (the `BACKLOG` parameter of
+//! [`TcpEchoServer`](crate::TcpEchoServer)), a held SYN is also kept, one per client, and
+//! replayed to the interface as soon as a listener frees: the client is served at once
+//! instead of at its next retransmission, as by the accept queue of a Linux listener.
+//!
 //! It cannot drop anything else: a frame is held only when it parses completely as Ethernet
 //! (or raw IP) + IPv4/IPv6 + TCP with that destination port and those flags. Fragments,
 //! extension headers, malformed frames and every other protocol pass through untouched, to be
@@ -22,8 +27,11 @@
 //! which every medium rejects as truncated before it reaches any state.
 
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::time::Duration;
 use smoltcp::time::Instant;
-use smoltcp::wire::{IpAddress, IpProtocol, TcpPacket};
+use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol, TcpPacket};
+
+use crate::conn::elapsed;
 
 /// What the server does with a SYN when every slot is busy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -41,9 +49,28 @@ pub enum Overflow {
 /// (14 + 60 + 60). Larger frames are not initial SYNs anyone sends; they are held instead.
 pub const MAX_SYN_FRAME: usize = 134;
 
-/// The gate's budget and tallies for one interface poll.
+/// How long a SYN waits in the listen backlog before it is forgotten. The client has
+/// retransmitted by then (after 1 s, then 3 s on Linux), and a retransmission takes the old
+/// copy's place.
+pub const BACKLOG_MAX_AGE: Duration = Duration::from_secs(3);
+
+/// A SYN held back, kept to be replayed when a listener frees (the listen backlog).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GateState {
+pub struct HeldSyn {
+    /// Who sent it.
+    pub source: IpEndpoint,
+    /// When the client's first SYN arrived: its place in the queue.
+    pub first: Instant,
+    /// When its latest retransmission arrived: its freshness.
+    pub last: Instant,
+    /// The latest frame as received.
+    pub frame: heapless::Vec<u8, MAX_SYN_FRAME>,
+}
+
+/// The gate's budget and tallies for one interface poll, and a listen backlog of up to
+/// `BACKLOG` held SYNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GateState<const BACKLOG: usize = 0> {
     /// The service port whose SYNs are gated.
     pub port: u16,
     /// Defer holds SYNs beyond the budget; Refuse only counts them.
@@ -58,9 +85,13 @@ pub struct GateState {
     pub recyclable: bool,
     /// A SYN kept for replay once a half-open slot is recycled.
     pending: Option<heapless::Vec<u8, MAX_SYN_FRAME>>,
+    /// The clock of the current poll.
+    pub now: Instant,
+    /// SYNs held with `Overflow::Defer`, one per client, in no particular order.
+    backlog: [Option<HeldSyn>; BACKLOG],
 }
 
-impl GateState {
+impl<const BACKLOG: usize> GateState<BACKLOG> {
     /// A gate for `port` with an empty budget.
     pub const fn new(port: u16, overflow: Overflow) -> Self {
         Self {
@@ -71,12 +102,81 @@ impl GateState {
             refused: 0,
             recyclable: false,
             pending: None,
+            now: Instant::ZERO,
+            backlog: [const { None }; BACKLOG],
         }
     }
 
     /// The SYN kept for replay by the last frame, if any.
     pub fn take_pending(&mut self) -> Option<heapless::Vec<u8, MAX_SYN_FRAME>> {
         self.pending.take()
+    }
+
+    /// The longest-waiting SYN in the backlog that is still fresh; stale ones are dropped.
+    pub fn take_held(&mut self) -> Option<HeldSyn> {
+        let now = self.now;
+        for entry in self.backlog.iter_mut() {
+            if entry
+                .as_ref()
+                .is_some_and(|h| elapsed(h.last, now) >= BACKLOG_MAX_AGE)
+            {
+                *entry = None;
+            }
+        }
+        self.backlog
+            .iter_mut()
+            .filter(|entry| entry.is_some())
+            .min_by_key(|entry| entry.as_ref().map(|h| h.first))
+            .and_then(Option::take)
+    }
+
+    /// SYNs waiting in the backlog (stale ones included until the next take).
+    pub fn backlog_len(&self) -> usize {
+        self.backlog.iter().filter(|entry| entry.is_some()).count()
+    }
+
+    /// Keep a copy of a held SYN. A retransmission from the same client replaces its earlier
+    /// copy and keeps its place; when the backlog is full the longest-waiting copy makes room
+    /// (its client has retransmitted less recently than the newcomer).
+    fn keep(&mut self, medium: Medium, frame: &[u8]) {
+        if BACKLOG == 0 {
+            return;
+        }
+        let (Some(source), Ok(frame)) =
+            (syn_source(medium, frame), heapless::Vec::from_slice(frame))
+        else {
+            return;
+        };
+        let now = self.now;
+        if let Some(earlier) = self
+            .backlog
+            .iter_mut()
+            .flatten()
+            .find(|h| h.source == source)
+        {
+            earlier.last = now;
+            earlier.frame = frame;
+            return;
+        }
+        let place = match self.backlog.iter().position(Option::is_none) {
+            Some(free) => free,
+            None => (0..BACKLOG)
+                .min_by_key(|&i| {
+                    self.backlog
+                        .get(i)
+                        .and_then(|e| e.as_ref())
+                        .map(|h| h.first)
+                })
+                .unwrap_or(0),
+        };
+        if let Some(entry) = self.backlog.get_mut(place) {
+            *entry = Some(HeldSyn {
+                source,
+                first: now,
+                last: now,
+                frame,
+            });
+        }
     }
 
     /// Decide about one received frame: `true` lets it through.
@@ -98,6 +198,7 @@ impl GateState {
         match self.overflow {
             Overflow::Defer => {
                 self.held = self.held.wrapping_add(1);
+                self.keep(medium, frame);
                 false
             }
             Overflow::Refuse => {
@@ -110,21 +211,21 @@ impl GateState {
 
 /// A device that gates initial SYNs to one port; see the [module docs](self).
 #[derive(Debug)]
-pub struct SynGate<'g, D: ?Sized> {
+pub struct SynGate<'g, D: ?Sized, const BACKLOG: usize = 0> {
     inner: &'g mut D,
-    state: &'g mut GateState,
+    state: &'g mut GateState<BACKLOG>,
 }
 
-impl<'g, D: Device + ?Sized> SynGate<'g, D> {
+impl<'g, D: Device + ?Sized, const BACKLOG: usize> SynGate<'g, D, BACKLOG> {
     /// Wrap `inner` for one poll, with the budget already set in `state`.
-    pub fn new(inner: &'g mut D, state: &'g mut GateState) -> Self {
+    pub fn new(inner: &'g mut D, state: &'g mut GateState<BACKLOG>) -> Self {
         Self { inner, state }
     }
 }
 
-impl<D: Device + ?Sized> Device for SynGate<'_, D> {
+impl<D: Device + ?Sized, const BACKLOG: usize> Device for SynGate<'_, D, BACKLOG> {
     type RxToken<'a>
-        = GateRxToken<'a, D::RxToken<'a>>
+        = GateRxToken<'a, D::RxToken<'a>, BACKLOG>
     where
         Self: 'a;
     type TxToken<'a>
@@ -215,13 +316,13 @@ impl phy::RxToken for ReplayRxToken<'_> {
 
 /// The receive token of a [`SynGate`].
 #[derive(Debug)]
-pub struct GateRxToken<'a, T> {
+pub struct GateRxToken<'a, T, const BACKLOG: usize = 0> {
     inner: T,
-    state: &'a mut GateState,
+    state: &'a mut GateState<BACKLOG>,
     medium: Medium,
 }
 
-impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, T> {
+impl<T: phy::RxToken, const BACKLOG: usize> phy::RxToken for GateRxToken<'_, T, BACKLOG> {
     fn consume<R, F>(self, f: F) -> R
     where
         F: FnOnce(&[u8]) -> R,
@@ -259,6 +360,17 @@ pub fn is_initial_syn_to(medium: Medium, frame: &[u8], port: u16) -> bool {
 /// The source address of the IP packet inside `frame` (for a SYN the gate kept).
 pub fn source_address(medium: Medium, frame: &[u8]) -> Option<IpAddress> {
     ip_payload(medium, frame).map(|(source, _, _)| source)
+}
+
+/// The source address and TCP port of the segment inside `frame`.
+pub fn syn_source(medium: Medium, frame: &[u8]) -> Option<IpEndpoint> {
+    match ip_payload(medium, frame)? {
+        (addr, IpProtocol::Tcp, segment) => {
+            let tcp = TcpPacket::new_checked(segment).ok()?;
+            Some(IpEndpoint::new(addr, tcp.src_port()))
+        }
+        _ => None,
+    }
 }
 
 /// The source, transport protocol and payload of an unfragmented IP packet inside `frame`.
@@ -428,7 +540,7 @@ mod tests {
     fn the_budget_admits_that_many_syns_then_defer_holds_the_rest() {
         let syn = v4_frame(&tcp(PORT, TcpControl::Syn, false));
         let other = v4_frame(&tcp(PORT, TcpControl::None, true));
-        let mut gate = GateState::new(PORT, Overflow::Defer);
+        let mut gate = GateState::<0>::new(PORT, Overflow::Defer);
         gate.budget = 2;
         assert!(gate.admit(Medium::Ethernet, &syn));
         assert!(
@@ -447,7 +559,7 @@ mod tests {
     #[test]
     fn refuse_passes_the_syn_to_smoltcp_and_counts_it() {
         let syn = v4_frame(&tcp(PORT, TcpControl::Syn, false));
-        let mut gate = GateState::new(PORT, Overflow::Refuse);
+        let mut gate = GateState::<0>::new(PORT, Overflow::Refuse);
         assert!(gate.admit(Medium::Ethernet, &syn));
         assert_eq!((gate.held, gate.refused), (0, 1));
     }

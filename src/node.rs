@@ -10,16 +10,35 @@ use crate::sockets::Sockets;
 use crate::tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
 
-/// A TCP echo server with `SLOTS` slots and a UDP echo server, polled together.
+/// A TCP echo server with `SLOTS` slots (and a listen backlog of `BACKLOG` SYNs, see
+/// [`TcpEchoServer`]) and a UDP echo server, polled together.
 #[derive(Debug)]
-pub struct EchoNode<'a, const SLOTS: usize> {
-    tcp: TcpEchoServer<SLOTS>,
+pub struct EchoNode<'a, const SLOTS: usize, const BACKLOG: usize = 0> {
+    tcp: TcpEchoServer<SLOTS, BACKLOG>,
     udp: UdpEchoServer<'a>,
 }
 
 impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
-    /// Create both services' sockets in `sockets`.
+    /// Create both services' sockets in `sockets`. The TCP server has no listen backlog; see
+    /// [`with_backlog`](Self::with_backlog).
     pub fn new<const RX: usize, const TX: usize, const PACKETS: usize, const BYTES: usize>(
+        tcp: (TcpConfig, &'a mut TcpEchoStorage<SLOTS, RX, TX>),
+        udp: (UdpConfig, &'a mut UdpEchoStorage<PACKETS, BYTES>),
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
+        Self::with_backlog(tcp, udp, sockets)
+    }
+}
+
+impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> {
+    /// Like [`new`](EchoNode::new), with a listen backlog of `BACKLOG` SYNs (name it:
+    /// `EchoNode::<8, 64>::with_backlog(...)`).
+    pub fn with_backlog<
+        const RX: usize,
+        const TX: usize,
+        const PACKETS: usize,
+        const BYTES: usize,
+    >(
         tcp: (TcpConfig, &'a mut TcpEchoStorage<SLOTS, RX, TX>),
         udp: (UdpConfig, &'a mut UdpEchoStorage<PACKETS, BYTES>),
         sockets: &mut Sockets<'a>,
@@ -28,19 +47,19 @@ impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
             return Err(Error::SocketSetFull);
         }
         Ok(Self {
-            tcp: TcpEchoServer::new(tcp.0, tcp.1, sockets)?,
+            tcp: TcpEchoServer::with_backlog(tcp.0, tcp.1, sockets)?,
             udp: UdpEchoServer::new(udp.0, udp.1, sockets)?,
         })
     }
 
     /// A node of two servers built separately (for example with
     /// [`UdpEchoServer::from_parts`]).
-    pub fn from_servers(tcp: TcpEchoServer<SLOTS>, udp: UdpEchoServer<'a>) -> Self {
+    pub fn from_servers(tcp: TcpEchoServer<SLOTS, BACKLOG>, udp: UdpEchoServer<'a>) -> Self {
         Self { tcp, udp }
     }
 
     /// The TCP server.
-    pub fn tcp(&self) -> &TcpEchoServer<SLOTS> {
+    pub fn tcp(&self) -> &TcpEchoServer<SLOTS, BACKLOG> {
         &self.tcp
     }
 

@@ -11,9 +11,9 @@
 
 use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
-use smoltcp::socket::{AnySocket, Socket, tcp};
+use smoltcp::socket::{Socket, tcp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::IpAddress;
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 use crate::Error;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
@@ -125,24 +125,41 @@ struct Slot {
 }
 
 /// A TCP echo server with `SLOTS` connection slots; see the [module docs](self).
+///
+/// With `Overflow::Defer`, up to `BACKLOG` held SYNs (one per client, about 180 bytes each,
+/// inside this value) are replayed as soon as a slot frees, like a Linux listen backlog;
+/// with `BACKLOG = 0` (the default) a held client is served at its next retransmission.
 #[derive(Debug)]
-pub struct TcpEchoServer<const SLOTS: usize> {
+pub struct TcpEchoServer<const SLOTS: usize, const BACKLOG: usize = 0> {
     config: TcpConfig,
     slots: [Slot; SLOTS],
-    gate: GateState,
+    gate: GateState<BACKLOG>,
     counters: TcpCounters,
-    /// The last poll stopped at `MAX_FRAMES_PER_POLL` with frames still waiting.
-    backlog: bool,
+    /// The last poll stopped at `MAX_FRAMES_PER_POLL` with work still waiting.
+    work_left: bool,
     /// Until when half-open slots may be recycled for new SYNs (SYN-flood defence).
     pressure_until: Option<Instant>,
 }
 
 impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
-    /// Create the slots' sockets in `sockets`, over the buffers of `storage`.
+    /// Create the slots' sockets in `sockets`, over the buffers of `storage`. The server has
+    /// no listen backlog; see [`with_backlog`](Self::with_backlog).
     ///
     /// Fails without adding anything when the port is 0, a buffer size or `SLOTS` is 0, or the
     /// set has fewer than `SLOTS` free entries.
     pub fn new<'a, const RX: usize, const TX: usize>(
+        config: TcpConfig,
+        storage: &'a mut TcpEchoStorage<SLOTS, RX, TX>,
+        sockets: &mut Sockets<'a>,
+    ) -> Result<Self, Error> {
+        Self::with_backlog(config, storage, sockets)
+    }
+}
+
+impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
+    /// Like [`new`](TcpEchoServer::new), with a listen backlog of `BACKLOG` SYNs (name it:
+    /// `TcpEchoServer::<8, 64>::with_backlog(...)`).
+    pub fn with_backlog<'a, const RX: usize, const TX: usize>(
         config: TcpConfig,
         storage: &'a mut TcpEchoStorage<SLOTS, RX, TX>,
         sockets: &mut Sockets<'a>,
@@ -185,7 +202,7 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             slots,
             gate: GateState::new(config.port, config.overflow),
             counters: TcpCounters::default(),
-            backlog: false,
+            work_left: false,
             pressure_until: None,
         };
         // Listen at once, so the first SYN finds a listener.
@@ -247,10 +264,22 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
         mut also: impl FnMut(&mut SocketSet<'_>) -> bool,
     ) -> bool {
         iface.poll_maintenance(now);
+        self.gate.now = now;
         let mut progressed = self.service(now, sockets) | also(sockets);
-        self.backlog = true;
+        self.work_left = true;
         for _ in 0..MAX_FRAMES_PER_POLL {
             self.gate.budget = self.listening(sockets);
+            // A free listener goes to the oldest held SYN first, as in a listen backlog.
+            if self.gate.budget > 0
+                && let Some(held) = self.gate.take_held()
+            {
+                if !self.talks_to(held.source, sockets) {
+                    iface.poll_ingress_single(now, &mut Replay::new(device, &held.frame), sockets);
+                    self.service(now, sockets);
+                    progressed = true;
+                }
+                continue;
+            }
             self.gate.recyclable = self.gate.budget == 0 && self.reclaimable(now).is_some();
             let mut gated = SynGate::new(device, &mut self.gate);
             let mut result = iface.poll_ingress_single(now, &mut gated, sockets);
@@ -259,28 +288,50 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
             }
             match result {
                 PollIngressSingleResult::None => {
-                    self.backlog = false;
+                    self.work_left = false;
                     break;
                 }
                 PollIngressSingleResult::PacketProcessed => progressed = true,
                 PollIngressSingleResult::SocketStateChanged => {
                     progressed = true;
-                    self.service(now, sockets);
-                    also(sockets);
+                    // A slot that may free up must listen again before the next frame (which
+                    // may be a SYN); echo work waits for the end of the batch.
+                    if self.slots.iter().any(|s| s.conn.may_free()) {
+                        self.service(now, sockets);
+                    }
                 }
             }
         }
-        for _ in 0..MAX_FRAMES_PER_POLL {
-            if iface.poll_egress(now, device, sockets) == PollResult::None {
-                break;
+        progressed |= self.service(now, sockets) | also(sockets);
+        // Transmit everything (smoltcp sends at most one packet per socket per
+        // `poll_egress`), then serve again: egress frees transmit room for more echo, and can
+        // change a socket's state (a retransmission timeout, an RST sent).
+        let mut budget = MAX_FRAMES_PER_POLL;
+        while budget > 0 {
+            let mut sent = false;
+            while budget > 0 && iface.poll_egress(now, device, sockets) != PollResult::None {
+                sent = true;
+                budget = budget.saturating_sub(1);
             }
-            progressed = true;
-            // Egress can change socket state (a retransmission timeout, an RST sent).
-            if !(self.service(now, sockets) | also(sockets)) {
+            progressed |= sent;
+            if !sent || !(self.service(now, sockets) | also(sockets)) {
                 break;
             }
         }
+        // Held SYNs and a free listener: poll again at once.
+        if self.gate.backlog_len() > 0 && self.listening(sockets) > 0 {
+            self.work_left = true;
+        }
         progressed
+    }
+
+    /// Whether some slot already has a connection with `peer` (a held SYN's client that got
+    /// in by a retransmission meanwhile).
+    fn talks_to(&self, peer: IpEndpoint, sockets: &mut SocketSet<'_>) -> bool {
+        self.slots.iter().any(|s| {
+            find_mut::<tcp::Socket>(sockets, s.handle).and_then(|socket| socket.remote_endpoint())
+                == Some(peer)
+        })
     }
 
     /// Whether half-open slots may be recycled for new SYNs (the SYN-flood defence).
@@ -420,11 +471,8 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
     pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut progressed = false;
         let mut recycle = false;
-        for (handle, socket) in sockets.iter_mut() {
-            let Some(slot) = self.slots.iter_mut().find(|s| s.handle == handle) else {
-                continue;
-            };
-            let Some(socket) = tcp::Socket::downcast_mut(socket) else {
+        for slot in self.slots.iter_mut() {
+            let Some(socket) = find_mut::<tcp::Socket>(sockets, slot.handle) else {
                 continue;
             };
             progressed |= drive(slot, socket, now, &self.config, &mut self.counters);
@@ -441,7 +489,7 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
     /// The earliest instant at which a slot needs service without network activity.
     /// `Instant::ZERO` (at once) when the last poll left frames in the device.
     pub fn poll_at(&self) -> Option<Instant> {
-        if self.backlog {
+        if self.work_left {
             return Some(Instant::ZERO);
         }
         self.slots
@@ -451,12 +499,14 @@ impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
     }
 
     /// How many slots' sockets are in LISTEN now.
-    fn listening(&self, sockets: &SocketSet<'_>) -> usize {
-        sockets
+    fn listening(&self, sockets: &mut SocketSet<'_>) -> usize {
+        self.slots
             .iter()
-            .filter(|(h, _)| self.slots.iter().any(|s| s.handle == *h))
-            .filter_map(|(_, s)| tcp::Socket::downcast(s))
-            .filter(|s| s.state() == tcp::State::Listen)
+            .filter(|s| s.conn.phase() == Phase::Listening)
+            .filter(|s| {
+                find_mut::<tcp::Socket>(sockets, s.handle)
+                    .is_some_and(|socket| socket.state() == tcp::State::Listen)
+            })
             .count()
     }
 }

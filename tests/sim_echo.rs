@@ -17,7 +17,7 @@ fn secs(s: u64) -> Duration {
 
 /// Let the last FIN/ACK exchanges finish, then check the counters add up and every slot is
 /// free again.
-fn assert_settled<const S: usize>(w: &mut World<S>) {
+fn assert_settled<const S: usize, const B: usize>(w: &mut World<S, B>) {
     w.run_for(&mut [], secs(1));
     let c = w.node.tcp_counters();
     assert_eq!(c.active(), 0, "connections still active: {c:?}");
@@ -502,4 +502,42 @@ fn udp_client_retries_then_times_out_without_a_server() {
         run.client.outcome(),
         Some(UdpOutcome::TimedOut { attempts: 3 })
     );
+}
+
+#[test]
+fn with_a_listen_backlog_held_clients_are_served_as_soon_as_a_slot_frees() {
+    let mut w = World::<4, 16>::with_backlog::<1024, 1024, 1500>(TcpConfig::on_port(PORT));
+    let mut runs: Vec<TcpRun> = (0..7)
+        .map(|i| {
+            TcpRun::new::<1024, 1024>(
+                &mut w.client_sockets,
+                TcpClientConfig::DEFAULT,
+                server_v4(),
+                41100 + i,
+                pattern(16 * 1024),
+            )
+        })
+        .collect();
+    {
+        let mut actors: Vec<&mut dyn Actor> =
+            runs.iter_mut().map(|r| r as &mut dyn Actor).collect();
+        w.run_until(&mut actors, secs(30), |_| false);
+    }
+    for (i, run) in runs.iter().enumerate() {
+        match run.outcome() {
+            // Without the backlog the three extra clients wait for their SYN retransmission
+            // (1 s); with it they get the first slot that frees.
+            Some(TcpOutcome::Echoed { connect, .. }) => {
+                assert!(
+                    connect < Duration::from_millis(500),
+                    "client {i}: {connect}"
+                )
+            }
+            other => panic!("client {i}: {other:?}"),
+        }
+    }
+    let c = w.node.tcp_counters();
+    assert_eq!((c.accepted, c.refused), (7, 0), "{c:?}");
+    assert!(c.held_syns >= 3, "{c:?}");
+    assert_settled(&mut w);
 }

@@ -893,7 +893,10 @@ fn udp_echo_survives_a_datagram_from_a_silent_neighbour() {
                 assert_eq!(echo, b"a real client after it");
             }
             let c = server.stop();
-            assert_eq!(c.get("udp.datagrams_in"), 1 + 2 + 2);
+            // Each real client's first datagram may be discarded with the stalled queue (it
+            // then retries): at least 1 + 2 + 2 arrived, and each silent one was flushed.
+            assert!(c.get("udp.datagrams_in") >= 1 + 2 + 2);
+            assert!(c.get("udp.tx_flushes") >= 2);
         },
     );
 }

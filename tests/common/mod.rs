@@ -34,12 +34,12 @@ pub fn server_v6() -> IpEndpoint {
     IpEndpoint::new(IpAddress::Ipv6(SERVER_V6), PORT)
 }
 
-pub struct World<const SLOTS: usize> {
+pub struct World<const SLOTS: usize, const BACKLOG: usize = 0> {
     pub now: Instant,
     pub link: Box<Link<LINK_FRAMES>>,
     pub server_iface: Interface,
     pub server_sockets: Sockets<'static>,
-    pub node: EchoNode<'static, SLOTS>,
+    pub node: EchoNode<'static, SLOTS, BACKLOG>,
     pub client_iface: Interface,
     pub client_sockets: Sockets<'static>,
 }
@@ -76,6 +76,22 @@ impl<const SLOTS: usize> World<SLOTS> {
 
     /// A world on a prepared link (MTUs must be set before the interfaces exist).
     pub fn on_link<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
+        link: Box<Link<LINK_FRAMES>>,
+        tcp: TcpConfig,
+    ) -> Self {
+        World::<SLOTS>::build::<RX, TX, PACKETS, UDP>(link, tcp)
+    }
+}
+
+impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
+    /// A world whose server has a listen backlog of `BACKLOG` SYNs.
+    pub fn with_backlog<const RX: usize, const TX: usize, const UDP: usize>(
+        tcp: TcpConfig,
+    ) -> Self {
+        Self::build::<RX, TX, 8, UDP>(Box::new(Link::new()), tcp)
+    }
+
+    fn build<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
         mut link: Box<Link<LINK_FRAMES>>,
         tcp: TcpConfig,
     ) -> Self {
@@ -92,7 +108,7 @@ impl<const SLOTS: usize> World<SLOTS> {
         let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
         let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
         let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
-        let node = EchoNode::new(
+        let node = EchoNode::with_backlog(
             (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
             (
                 UdpConfig::on_port(PORT),
