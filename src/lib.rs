@@ -34,7 +34,10 @@
 //! **Overflow.** When every slot is busy, [`Overflow::Defer`] (the default) holds SYNs back
 //! like a full Linux listen backlog, so the client's kernel retransmits and is served when a
 //! slot frees; [`Overflow::Refuse`] lets smoltcp answer RST. Defer is done by [`SynGate`],
-//! which the server puts in front of the device for each interface poll.
+//! which the server puts in front of the device for each interface poll. With a listen
+//! backlog (`EchoNode::<SLOTS, BACKLOG>::with_backlog`), held SYNs are also kept, one per
+//! client, and replayed the moment a slot frees, so a held client does not wait for its
+//! retransmission.
 //!
 //! **Timeouts.** A connection with no byte moving for [`Timeouts::idle`] is aborted; a
 //! half-open one older than [`Timeouts::handshake`] is dropped. Both free the slot.
