@@ -3,7 +3,12 @@
 #   flash = .vector_table + .text + .rodata + .data (the load image of .data)
 #   static RAM = .data + .bss + .uninit
 # The stack is what remains of the 32 KiB RAM region (memory.x); the firmware prints how much
-# of it was ever used ("stack high-water").
+# of it was ever used ("stack high-water"), which the host test checks and shows.
+#
+# The README's size table comes from, in this directory:
+#   ./test.sh                                          # builds every image into target/images/
+#   ./size.sh target/images/{ipv4,ipv6,dhcp}.elf       # and runs them (stack high-water lines)
+# A single build: ./size.sh target/thumbv7em-none-eabihf/release/smolecho-qemu-mps2
 set -euo pipefail
 for elf in "$@"; do
   echo "== $(basename "$elf" .elf)"
