@@ -102,12 +102,18 @@ fn sim_regressions_replay() {
             );
         }
         if name.starts_with("seed-udp-contention") {
-            // Three 1136-byte datagrams at once into a 1500-byte UDP buffer: some are
-            // dropped, and counted.
-            assert!(report.udp.dropped > 0, "{name}: {report:?}");
+            // Three 1136-byte datagrams at once: not all fit the node's UDP buffers. Every
+            // datagram the service saw is echoed or counted as dropped, and some get through.
             assert_eq!(
                 report.udp.datagrams_in,
                 report.udp.datagrams_out + report.udp.dropped,
+                "{name}: {report:?}"
+            );
+            assert!(
+                report
+                    .udp_outcomes
+                    .iter()
+                    .any(|o| o.is_some_and(|o| o.is_ok())),
                 "{name}: {report:?}"
             );
         }
