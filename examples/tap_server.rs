@@ -43,6 +43,8 @@ const TCP_TX: usize = 128 * 1024;
 /// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
+/// Held SYNs kept for replay (a listen backlog, as `listen(fd, 256)`).
+const SYN_BACKLOG: usize = 256;
 
 /// The server's MAC address (locally administered).
 const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01]);
@@ -187,7 +189,8 @@ fn serve<const SLOTS: usize, D: Device>(
         },
         ..TcpConfig::DEFAULT
     };
-    let mut node = EchoNode::new(
+    // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
+    let mut node = EchoNode::<SLOTS, SYN_BACKLOG>::with_backlog(
         (tcp_config, tcp),
         (UdpConfig::on_port(options.udp_port), udp),
         &mut sockets,

@@ -38,6 +38,10 @@ pub const SYN_PRESSURE_AFTER: Duration = Duration::from_millis(250);
 /// peer that connects and stays silent only holds a slot others wait for.
 pub const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(1);
 
+/// The longest a half-open connection lives under SYN pressure (instead of the configured
+/// handshake timeout).
+pub const SYN_PRESSURE_HANDSHAKE: Duration = Duration::from_secs(1);
+
 /// How long the SYN-flood defence stays on after the flood was last seen.
 pub const SYN_PRESSURE_HOLD: Duration = Duration::from_secs(10);
 
@@ -471,11 +475,15 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
     pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut progressed = false;
         let mut recycle = false;
+        let config = TcpConfig {
+            timeouts: self.timeouts(Some(now)),
+            ..self.config
+        };
         for slot in self.slots.iter_mut() {
             let Some(socket) = find_mut::<tcp::Socket>(sockets, slot.handle) else {
                 continue;
             };
-            progressed |= drive(slot, socket, now, &self.config, &mut self.counters);
+            progressed |= drive(slot, socket, now, &config, &mut self.counters);
             recycle |= slot.recycle;
         }
         if recycle {
@@ -492,10 +500,33 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
         if self.work_left {
             return Some(Instant::ZERO);
         }
+        let timeouts = self.timeouts(None);
         self.slots
             .iter()
-            .filter_map(|s| s.conn.deadline(&self.config.timeouts))
+            .filter_map(|s| s.conn.deadline(&timeouts))
             .min()
+    }
+
+    /// The timeouts in force: under SYN pressure a half-open connection lives at most
+    /// [`SYN_PRESSURE_HANDSHAKE`]. Stale half-open slots are not only useless then: each one
+    /// keeps asking smoltcp to resolve its (absent) peer, and smoltcp sends one neighbour
+    /// request a second for the whole interface, so they would delay a real client's answer
+    /// whenever its address has dropped out of the small neighbour cache. `now: None` assumes
+    /// the pressure still holds (for deadlines: at worst one early poll).
+    fn timeouts(&self, now: Option<Instant>) -> Timeouts {
+        let pressured = match (self.pressure_until, now) {
+            (Some(until), Some(now)) => now < until,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let mut timeouts = self.config.timeouts;
+        if pressured {
+            timeouts.handshake = Some(match timeouts.handshake {
+                Some(limit) if limit < SYN_PRESSURE_HANDSHAKE => limit,
+                _ => SYN_PRESSURE_HANDSHAKE,
+            });
+        }
+        timeouts
     }
 
     /// How many slots' sockets are in LISTEN now.
