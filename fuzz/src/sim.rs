@@ -492,7 +492,7 @@ pub fn run(data: &[u8]) -> Report {
             Some(TcpOutcome::Mismatch { offset }) => {
                 panic!("TCP client {i}: echo differs at byte {offset}")
             }
-            Some(TcpOutcome::Truncated { received }) => panic!(
+            Some(TcpOutcome::Truncated { received }) if !tolerate_truncation() => panic!(
                 "TCP client {i}: the server closed after {received} of {} bytes",
                 tcp_msgs[i].len()
             ),
@@ -532,6 +532,14 @@ pub fn run(data: &[u8]) -> Report {
     report.counters = server.node.tcp_counters();
     report.udp = server.node.udp_counters();
     report
+}
+
+/// `SMOLECHO_FUZZ_TOLERATE_TRUNCATION=1` lets a long campaign go past the known smoltcp bug
+/// of `regressions/sim/crash-fin-past-window-truncates-*` (a FIN beyond the receive window is
+/// taken, the echo ends early) to look for others. Never set in CI or the tests.
+fn tolerate_truncation() -> bool {
+    static TOLERATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TOLERATE.get_or_init(|| std::env::var_os("SMOLECHO_FUZZ_TOLERATE_TRUNCATION").is_some())
 }
 
 /// Flip one bit of `frame`; returns whether the frame is still delivered.
