@@ -180,38 +180,30 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
         let mut buffers = storage.rx.iter_mut().zip(storage.tx.iter_mut());
         let mut failed = false;
         let slots = core::array::from_fn(|_| {
-            let handle = match buffers.next() {
-                Some((rx, tx)) => {
-                    let mut socket = tcp::Socket::new(
-                        tcp::SocketBuffer::new(&mut rx[..]),
-                        tcp::SocketBuffer::new(&mut tx[..]),
-                    );
-                    configure(&mut socket, &config);
-                    sockets.add(socket).ok()
-                }
-                None => None,
-            };
+            let handle = buffers
+                .next()
+                .and_then(|(rx, tx)| listening_socket(rx, tx, &config, sockets));
             failed |= handle.is_none();
+            let mut conn = EchoConn::new();
+            // Listening at once, so the first SYN finds a listener.
+            conn.listening();
             Slot {
                 handle: handle.unwrap_or_default(),
-                conn: EchoConn::new(),
+                conn,
                 recycle: false,
             }
         });
         if failed {
             return Err(Error::SocketSetFull);
         }
-        let mut server = Self {
+        Ok(Self {
             config,
             slots,
             gate: GateState::new(config.port, config.overflow),
             counters: TcpCounters::default(),
             work_left: false,
             pressure_until: None,
-        };
-        // Listen at once, so the first SYN finds a listener.
-        server.service(Instant::ZERO, sockets);
-        Ok(server)
+        })
     }
 
     /// The settings the server runs with.
@@ -540,6 +532,24 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
             })
             .count()
     }
+}
+
+/// One slot's socket over `rx` and `tx`, listening, added to `sockets`.
+///
+/// Not inlined: the socket is built on the stack before it moves into the set, and firmware
+/// should pay for one such temporary at a time, not one per slot in the caller's frame.
+#[inline(never)]
+fn listening_socket<'a>(
+    rx: &'a mut [u8],
+    tx: &'a mut [u8],
+    config: &TcpConfig,
+    sockets: &mut Sockets<'a>,
+) -> Option<SocketHandle> {
+    let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    configure(&mut socket, config);
+    // Fails only on port 0, which `new` rejected.
+    socket.listen(config.port).ok()?;
+    sockets.add(socket).ok()
 }
 
 fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
