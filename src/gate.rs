@@ -485,37 +485,22 @@ mod tests {
 
     #[test]
     fn only_an_initial_syn_to_the_port_is_recognised() {
-        let eth = Medium::Ethernet;
-        assert!(is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT, TcpControl::Syn, false)),
-            PORT
-        ));
-        assert!(!is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT, TcpControl::Syn, true)),
-            PORT
-        ));
-        assert!(!is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT + 1, TcpControl::Syn, false)),
-            PORT
-        ));
-        assert!(!is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT, TcpControl::None, true)),
-            PORT
-        ));
-        assert!(!is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT, TcpControl::Rst, false)),
-            PORT
-        ));
-        assert!(!is_initial_syn_to(
-            eth,
-            &v4_frame(&tcp(PORT, TcpControl::Fin, true)),
-            PORT
-        ));
+        let cases = [
+            (PORT, TcpControl::Syn, false, true),
+            (PORT, TcpControl::Syn, true, false),
+            (PORT + 1, TcpControl::Syn, false, false),
+            (PORT, TcpControl::None, true, false),
+            (PORT, TcpControl::Rst, false, false),
+            (PORT, TcpControl::Fin, true, false),
+        ];
+        for (port, control, ack, expected) in cases {
+            let frame = v4_frame(&tcp(port, control, ack));
+            assert_eq!(
+                is_initial_syn_to(Medium::Ethernet, &frame, PORT),
+                expected,
+                "port {port}, {control:?}, ack {ack}"
+            );
+        }
     }
 
     #[test]
