@@ -299,8 +299,9 @@ pub fn run(data: &[u8]) -> Report {
         let settling = settle_end.is_some();
         if settling {
             assert!(
-                round <= MAX_ROUNDS + SETTLE_ROUNDS,
-                "no quiet after {SETTLE_ROUNDS} settling rounds: {:?}",
+                round <= MAX_ROUNDS + settle_rounds(),
+                "no quiet after {} settling rounds: {:?}",
+                settle_rounds(),
                 server.slot_states()
             );
         }
@@ -450,6 +451,14 @@ pub fn run(data: &[u8]) -> Report {
         } else {
             None
         };
+        if crate::frames::debug() {
+            eprintln!(
+                "round {round} at {now}: server poll_at {:?}, client {:?}, next {next:?}, slots {:?}",
+                server.poll_at(now),
+                client_iface.poll_at(now, &csockets),
+                server.slot_states()
+            );
+        }
         if let Some(end) = settle_end {
             if now > end && done {
                 break;
@@ -532,6 +541,20 @@ pub fn run(data: &[u8]) -> Report {
     report.counters = server.node.tcp_counters();
     report.udp = server.node.udp_counters();
     report
+}
+
+/// Rounds allowed to settle: a node whose `poll_at` stays in the past without anything to
+/// do makes the clock crawl 1 ms per round and trips this bound (the busy-poll of
+/// `regressions/sim/crash-poll-at-past-after-syn-pressure`).
+/// `SMOLECHO_FUZZ_TOLERATE_BUSY_POLL=1` raises it tenfold so a long campaign can go past that
+/// known bug. Never set in CI or the tests.
+fn settle_rounds() -> usize {
+    static TOLERATE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *TOLERATE.get_or_init(|| std::env::var_os("SMOLECHO_FUZZ_TOLERATE_BUSY_POLL").is_some()) {
+        10 * SETTLE_ROUNDS
+    } else {
+        SETTLE_ROUNDS
+    }
 }
 
 /// `SMOLECHO_FUZZ_TOLERATE_TRUNCATION=1` lets a long campaign go past the known smoltcp bug
