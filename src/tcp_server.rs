@@ -477,6 +477,10 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
     pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut progressed = false;
         let mut recycle = false;
+        // Pressure that has run out is forgotten, so deadlines go back to normal.
+        if self.pressure_until.is_some_and(|until| now >= until) {
+            self.pressure_until = None;
+        }
         let config = TcpConfig {
             timeouts: self.timeouts(Some(now)),
             ..self.config
