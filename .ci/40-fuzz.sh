@@ -43,7 +43,12 @@ for target in conn frames sim; do
   log="fuzz/target/fuzz-$target.log"
   # New inputs go to the corpus (git-ignored); the saved regressions seed every run.
   # `-s none`: no AddressSanitizer (safe Rust; ASan costs ~8x the executions).
-  if ! cargo +nightly fuzz run -s none "$target" "fuzz/corpus/$target" "fuzz/regressions/$target" -- \
+  # The sim target tolerates one thing: echoes cut short by a known smoltcp 0.14 bug (a FIN
+  # past the receive window is accepted: fuzz/known-upstream/, fuzz/tests/fin_past_window.rs).
+  # Left on, a 60 s run can rediscover it and fail CI on a bug that is not ours; every other
+  # property stays checked, and the stable replay above checks truncation too.
+  if ! SMOLECHO_FUZZ_TOLERATE_TRUNCATION=1 \
+      cargo +nightly fuzz run -s none "$target" "fuzz/corpus/$target" "fuzz/regressions/$target" -- \
       -max_total_time="$FUZZ_SECONDS" -timeout=30 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 60 "$log" >&2
     echo "error: fuzz target $target failed (crash input in fuzz/artifacts/$target/)" >&2

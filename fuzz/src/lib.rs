@@ -17,9 +17,18 @@ use std::path::{Path, PathBuf};
 
 /// The saved inputs of `target` (`regressions/<target>/*`), sorted by name.
 pub fn regression_inputs(target: &str) -> Vec<PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("regressions")
-        .join(target);
+    saved_inputs("regressions", target)
+}
+
+/// Inputs that trigger a known bug in smoltcp itself (`known-upstream/<target>/`): kept out
+/// of the replay and of the fuzz runs' seeds until the bug is fixed or worked around, and
+/// replayed by an ignored test.
+pub fn known_upstream_inputs(target: &str) -> Vec<PathBuf> {
+    saved_inputs("known-upstream", target)
+}
+
+fn saved_inputs(kind: &str, target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(kind).join(target);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map(|entries| {
             entries

@@ -1,4 +1,4 @@
-//! The `sim` fuzz target found echoes cut short (`regressions/sim/crash-fin-past-window-*`):
+//! The `sim` fuzz target found echoes cut short (`known-upstream/sim/crash-fin-past-window-*`):
 //! the node closed its side after 15779 of 15871 bytes. The cause is in smoltcp 0.14
 //! (`socket/tcp.rs`, `process`): a segment that carries data and FIN and reaches past the
 //! receive window has its payload trimmed to the window, but its FIN is still accepted, so
@@ -145,4 +145,17 @@ fn a_fin_beyond_the_receive_window_is_not_taken() {
          started at {srv_ack}, {window} bytes): slots {states:?}",
         92, acked
     );
+}
+
+/// The fuzzer's own inputs for the same smoltcp bug, replayed through the `sim` harness.
+#[test]
+#[ignore = "smoltcp 0.14 accepts the FIN of a segment trimmed to the receive window"]
+fn known_upstream_sim_inputs_replay() {
+    let inputs = smolecho_fuzz::known_upstream_inputs("sim");
+    assert!(!inputs.is_empty(), "no inputs in known-upstream/sim/");
+    for path in inputs {
+        let data = std::fs::read(&path).expect("readable input");
+        eprintln!("sim: replaying {}", path.display());
+        smolecho_fuzz::sim::run(&data);
+    }
 }
