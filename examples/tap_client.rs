@@ -24,7 +24,7 @@ use smolecho::{
     UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
-use support::cli::{CLIENT_USAGE, CliError, ClientOptions};
+use support::cli::{self, CLIENT_USAGE, ClientOptions};
 use support::tap::{self, TapDevice};
 use support::{Clock, delay_until, earliest, leak, stop_on_signals, stop_requested, wait_readable};
 
@@ -40,16 +40,9 @@ const LOCAL_PORT: u16 = 49152;
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match ClientOptions::parse(std::env::args().skip(1).collect()) {
+    let options = match cli::parse_or_exit("tap_client", CLIENT_USAGE, ClientOptions::parse) {
         Ok(options) => options,
-        Err(CliError::Help) => {
-            print!("{CLIENT_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(CliError::Bad(why)) => {
-            eprintln!("tap_client: {why}\n\n{CLIENT_USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,

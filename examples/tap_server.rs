@@ -32,7 +32,7 @@ use smolecho::{
 };
 use static_cell::ConstStaticCell;
 
-use support::cli::{CliError, SERVER_USAGE, ServerOptions};
+use support::cli::{self, SERVER_USAGE, ServerOptions};
 use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
 use support::{Clock, stop_on_signals, stop_requested, wait_readable};
 
@@ -52,16 +52,9 @@ const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match ServerOptions::parse(std::env::args().skip(1).collect()) {
+    let options = match cli::parse_or_exit("tap_server", SERVER_USAGE, ServerOptions::parse) {
         Ok(options) => options,
-        Err(CliError::Help) => {
-            print!("{SERVER_USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        Err(CliError::Bad(why)) => {
-            eprintln!("tap_server: {why}\n\n{SERVER_USAGE}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,

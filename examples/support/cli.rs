@@ -24,6 +24,26 @@ pub enum CliError {
     Bad(String),
 }
 
+/// Parse the command line with `parse`; on `--help` print `usage` and exit 0, on a bad
+/// option print the reason and `usage` and exit 2 (the `Err` holds the exit code).
+pub fn parse_or_exit<T>(
+    program: &str,
+    usage: &str,
+    parse: impl FnOnce(Vec<String>) -> Result<T, CliError>,
+) -> Result<T, std::process::ExitCode> {
+    match parse(std::env::args().skip(1).collect()) {
+        Ok(options) => Ok(options),
+        Err(CliError::Help) => {
+            print!("{usage}");
+            Err(std::process::ExitCode::SUCCESS)
+        }
+        Err(CliError::Bad(why)) => {
+            eprintln!("{program}: {why}\n\n{usage}");
+            Err(std::process::ExitCode::from(2))
+        }
+    }
+}
+
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
