@@ -246,11 +246,12 @@ impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
     /// The poll loop shared with [`EchoNode`](crate::EchoNode): `also` serves the node's
     /// other services at the same points as the slots.
     ///
-    /// Frames are taken one at a time (`poll_ingress_single`) and the slots are served after
-    /// each one that changed a socket. A slot freed by one frame (the ACK of our FIN) thus
-    /// listens again before the next frame (a client's new SYN) is processed: back-to-back
-    /// connections never meet a missing listener. The SYN gate's budget is recounted before
-    /// every frame, so it is exact.
+    /// Frames are taken one at a time (`poll_ingress_single`). When a frame changed a socket
+    /// and some slot may free up, the slots are served before the next frame, so a slot
+    /// freed by one frame (the ACK of our FIN) listens again before the next one (a client's
+    /// new SYN): back-to-back connections never meet a missing listener. Echo work otherwise
+    /// waits for the end of the batch, then egress is drained. A free listener goes to the
+    /// oldest SYN in the listen backlog before any new frame.
     pub(crate) fn pump<D: Device + ?Sized>(
         &mut self,
         now: Instant,
