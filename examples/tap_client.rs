@@ -15,9 +15,9 @@ use std::error::Error;
 use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
-use smolecho::smoltcp::iface::{Config, Interface, SocketStorage};
+use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::time::Instant;
-use smolecho::smoltcp::wire::{EthernetAddress, IpAddress, IpEndpoint};
+use smolecho::smoltcp::wire::{EthernetAddress, IpEndpoint};
 use smolecho::tcp_client::TcpClientState;
 use smolecho::{
     Sockets, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome, UdpClientConfig,
@@ -112,21 +112,7 @@ fn run(options: &ClientOptions) -> Result<bool, BoxError> {
     stop_on_signals()?;
     let (mut device, _origin) = tap::open(&options.tap, &options.host_ips)?;
     let clock = Clock::new();
-    let mut config = Config::new(MAC.into());
-    config.random_seed = clock.now().total_micros() as u64;
-    let mut iface = Interface::new(config, &mut device, clock.now());
-    iface.update_ip_addrs(|addrs| {
-        for cidr in &options.ips {
-            let _ = addrs.push(*cidr);
-        }
-    });
-    for gateway in &options.gateways {
-        let added = match *gateway {
-            IpAddress::Ipv4(gw) => iface.routes_mut().add_default_ipv4_route(gw).map(|_| ()),
-            IpAddress::Ipv6(gw) => iface.routes_mut().add_default_ipv6_route(gw).map(|_| ()),
-        };
-        added.map_err(|_| format!("cannot add the route via {gateway}"))?;
-    }
+    let iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
     let storage: &'static mut [SocketStorage<'static>; 1] = leak([SocketStorage::EMPTY]);
     let mut host = Host {
         device,

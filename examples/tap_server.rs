@@ -22,10 +22,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
-use smolecho::smoltcp::iface::{Config, Interface, SocketStorage};
+use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::phy::{Device, FaultInjector, PcapMode, PcapSink, PcapWriter};
 use smolecho::smoltcp::time::Duration;
-use smolecho::smoltcp::wire::{EthernetAddress, IpAddress};
+use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
     EchoNode, Overflow, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig,
     UdpCounters, UdpEchoStorage,
@@ -153,22 +153,7 @@ fn serve<const SLOTS: usize, D: Device>(
     tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
     udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
-    let mut config = Config::new(MAC.into());
-    config.random_seed = clock.now().total_micros() as u64;
-    let mut iface = Interface::new(config, &mut device, clock.now());
-    iface.update_ip_addrs(|addrs| {
-        for cidr in &options.ips {
-            // The parser allows no more than the interface holds.
-            let _ = addrs.push(*cidr);
-        }
-    });
-    for gateway in &options.gateways {
-        let added = match *gateway {
-            IpAddress::Ipv4(gw) => iface.routes_mut().add_default_ipv4_route(gw).map(|_| ()),
-            IpAddress::Ipv6(gw) => iface.routes_mut().add_default_ipv6_route(gw).map(|_| ()),
-        };
-        added.map_err(|_| format!("cannot add the route via {gateway}"))?;
-    }
+    let mut iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
 
     let storage: Vec<SocketStorage<'static>> =
         (0..SLOTS + 1).map(|_| SocketStorage::EMPTY).collect();

@@ -16,7 +16,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use smolecho::smoltcp::iface::{Config, Interface};
 use smolecho::smoltcp::time::{Duration, Instant};
+use smolecho::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
 
 /// A monotonic clock for smoltcp that reads as wall-clock time, so packet captures carry real
 /// timestamps while TCP timers never see the system clock jump.
@@ -149,6 +151,33 @@ pub fn delay_until(now: Instant, at: Option<Instant>) -> Option<Duration> {
 }
 
 /// Leak `value` into a `'static` heap allocation (the examples run until the process exits).
+/// An Ethernet interface on `device` with the given MAC, addresses and default routes.
+pub fn interface<D: smolecho::smoltcp::phy::Device + ?Sized>(
+    device: &mut D,
+    mac: EthernetAddress,
+    clock: &Clock,
+    ips: &[IpCidr],
+    gateways: &[IpAddress],
+) -> Result<Interface, String> {
+    let mut config = Config::new(mac.into());
+    config.random_seed = clock.now().total_micros() as u64;
+    let mut iface = Interface::new(config, device, clock.now());
+    iface.update_ip_addrs(|addrs| {
+        for cidr in ips {
+            // The parser allows no more than the interface holds.
+            let _ = addrs.push(*cidr);
+        }
+    });
+    for gateway in gateways {
+        let added = match *gateway {
+            IpAddress::Ipv4(gw) => iface.routes_mut().add_default_ipv4_route(gw).map(|_| ()),
+            IpAddress::Ipv6(gw) => iface.routes_mut().add_default_ipv6_route(gw).map(|_| ()),
+        };
+        added.map_err(|_| format!("cannot add the route via {gateway}"))?;
+    }
+    Ok(iface)
+}
+
 pub fn leak<T>(value: T) -> &'static mut T {
     Box::leak(Box::new(value))
 }
