@@ -24,7 +24,7 @@ use smolecho::{
     UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
-use support::cli::{self, CLIENT_USAGE, ClientOptions};
+use support::cli::{self, ClientOptions};
 use support::tap::{self, TapDevice};
 use support::{Clock, delay_until, earliest, leak, stop_on_signals, stop_requested, wait_readable};
 
@@ -40,10 +40,7 @@ const LOCAL_PORT: u16 = 49152;
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_client", CLIENT_USAGE, ClientOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ClientOptions::check);
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -27,12 +27,12 @@ use smolecho::smoltcp::phy::{Device, FaultInjector, PcapMode, PcapSink, PcapWrit
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
-    EchoNode, Overflow, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig,
-    UdpCounters, UdpEchoStorage,
+    EchoNode, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig, UdpCounters,
+    UdpEchoStorage,
 };
 use static_cell::ConstStaticCell;
 
-use support::cli::{self, SERVER_USAGE, ServerOptions};
+use support::cli::{self, OverflowMode, ServerOptions};
 use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
 use support::{Clock, stop_on_signals, stop_requested, wait_readable};
 
@@ -52,10 +52,7 @@ const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_server", SERVER_USAGE, ServerOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ServerOptions::check);
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -160,9 +157,9 @@ fn serve<const SLOTS: usize, D: Device>(
     let mut sockets = Sockets::new(storage.leak());
     let tcp_config = TcpConfig {
         port: options.port,
-        overflow: options.overflow,
+        overflow: options.overflow.into(),
         timeouts: Timeouts {
-            idle: options.idle_timeout,
+            idle: options.idle_timeout.0,
             ..Timeouts::DEFAULT
         },
         ..TcpConfig::DEFAULT
@@ -170,7 +167,7 @@ fn serve<const SLOTS: usize, D: Device>(
     // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
     let mut node = EchoNode::<SLOTS, SYN_BACKLOG>::with_backlog(
         (tcp_config, tcp),
-        (UdpConfig::on_port(options.udp_port), udp),
+        (UdpConfig::on_port(options.udp_port()), udp),
         &mut sockets,
     )
     .map_err(|e| format!("cannot start the echo services: {e}"))?;
@@ -185,14 +182,14 @@ fn serve<const SLOTS: usize, D: Device>(
         )
     );
 
-    let mut next_stats = options.stats.map(|period| clock.now() + period);
+    let mut next_stats = options.stats.0.map(|period| clock.now() + period);
     while !stop_requested() {
         let now = clock.now();
         node.poll(now, &mut iface, &mut device, &mut sockets);
         if let Some(err) = io.error.borrow_mut().take() {
             return Err(format!("I/O error on the TAP or the capture file: {err}").into());
         }
-        if let (Some(at), Some(period)) = (next_stats, options.stats)
+        if let (Some(at), Some(period)) = (next_stats, options.stats.0)
             && now >= at
         {
             println!(
@@ -237,10 +234,10 @@ fn listening_line(
 ) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
-        Overflow::Defer => "defer",
-        Overflow::Refuse => "refuse",
+        OverflowMode::Defer => "defer",
+        OverflowMode::Refuse => "refuse",
     };
-    let idle = match options.idle_timeout {
+    let idle = match options.idle_timeout.0 {
         Some(d) => format!("{} s", d.secs()),
         None => "off".into(),
     };
@@ -250,7 +247,7 @@ fn listening_line(
         frame_mtu.saturating_sub(14),
         addrs.join(" "),
         options.port,
-        options.udp_port,
+        options.udp_port(),
         options.slots,
         overflow,
         idle,
