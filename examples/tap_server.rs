@@ -53,6 +53,9 @@ type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
     let options = cli::parse_checked(ServerOptions::check);
+    // The core's connection events (debug level) and smoltcp's own, on stderr when RUST_LOG
+    // asks for them (RUST_LOG=debug, or RUST_LOG=smolecho=debug for the core's alone).
+    env_logger::init();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
