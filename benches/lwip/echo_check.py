@@ -1,0 +1,144 @@
+#!/usr/bin/env python3
+"""Checks an echo server from the kernel side and prints figures; used by benches/lwip/smoke.sh.
+
+  echo_check.py HOST PORT seed                 one short message, answered exactly
+  echo_check.py HOST PORT bulk BYTES           one client streams BYTES, echo byte-verified
+  echo_check.py HOST PORT many CLIENTS BYTES   CLIENTS at once, BYTES each, all byte-verified
+
+Every socket has a timeout, so a stalled server fails the check instead of hanging it.
+Exit status 0 only if every byte came back in order and every connection ended cleanly.
+"""
+import os
+import socket
+import sys
+import threading
+import time
+
+TIMEOUT = 20.0  # seconds without progress on one socket before the check fails
+CHUNK = 65536
+
+
+def connect(host, port):
+    sock = socket.create_connection((host, port), timeout=TIMEOUT)
+    sock.settimeout(TIMEOUT)
+    return sock
+
+
+def stream(host, port, payload):
+    """Sends payload while reading the echo; returns (seconds, error or None)."""
+    sock = connect(host, port)
+    start = time.monotonic()
+    send_error = []
+
+    def sender():
+        try:
+            view = memoryview(payload)
+            for offset in range(0, len(view), CHUNK):
+                sock.sendall(view[offset : offset + CHUNK])
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as err:
+            send_error.append(err)
+
+    thread = threading.Thread(target=sender, daemon=True)
+    thread.start()
+    received = 0
+    error = None
+    try:
+        while True:
+            data = sock.recv(262144)
+            if not data:
+                break
+            end = received + len(data)
+            if end > len(payload) or payload[received:end] != data:
+                error = f"echo differs at or after byte {received}"
+                break
+            received = end
+    except OSError as err:
+        error = f"after {received} bytes: {err!r}"
+    elapsed = time.monotonic() - start
+    thread.join(TIMEOUT)
+    sock.close()
+    if error is None and send_error:
+        error = f"send: {send_error[0]!r}"
+    if error is None and received != len(payload):
+        error = f"echo ended after {received} of {len(payload)} bytes"
+    return elapsed, error
+
+
+def seed(host, port):
+    message = b"hello, lwip echo\n"
+    sock = connect(host, port)
+    sock.sendall(message)
+    got = b""
+    while len(got) < len(message):
+        data = sock.recv(4096)
+        if not data:
+            break
+        got += data
+    sock.close()
+    if got != message:
+        print(f"seed: FAIL, sent {message!r}, got {got!r}")
+        return 1
+    print(f"seed: ok, {len(message)} bytes echoed")
+    return 0
+
+
+def bulk(host, port, size):
+    payload = os.urandom(size)
+    elapsed, error = stream(host, port, payload)
+    if error:
+        print(f"bulk: FAIL, {error}")
+        return 1
+    print(f"bulk: ok, {size} bytes byte-exact in {elapsed:.2f} s = {size / elapsed / 1e6:.1f} MB/s")
+    return 0
+
+
+def many(host, port, clients, size):
+    payload = os.urandom(size)
+    results = [None] * clients
+
+    def client(index):
+        try:
+            results[index] = stream(host, port, payload)
+        except OSError as err:
+            results[index] = (0.0, f"connect: {err!r}")
+
+    start = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(TIMEOUT * 4)
+    elapsed = time.monotonic() - start
+    failed = [(i, r) for i, r in enumerate(results) if r is None or r[1] is not None]
+    total = clients * size
+    slowest = max((r[0] for r in results if r is not None), default=0.0)
+    if failed:
+        for index, result in failed[:5]:
+            print(f"many: client {index}: {result[1] if result else 'did not finish'}")
+        print(f"many: FAIL, {len(failed)} of {clients} clients failed")
+        return 1
+    print(
+        f"many: ok, {clients} clients x {size} bytes byte-exact in {elapsed:.2f} s"
+        f" = {total / elapsed / 1e6:.1f} MB/s aggregate, slowest client {slowest:.2f} s"
+    )
+    return 0
+
+
+def main(argv):
+    if len(argv) < 4:
+        print(__doc__, file=sys.stderr)
+        return 2
+    host, port, mode = argv[1], int(argv[2]), argv[3]
+    if mode == "seed" and len(argv) == 4:
+        return seed(host, port)
+    if mode == "bulk" and len(argv) == 5:
+        return bulk(host, port, int(argv[4]))
+    if mode == "many" and len(argv) == 6:
+        return many(host, port, int(argv[4]), int(argv[5]))
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
