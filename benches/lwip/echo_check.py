@@ -4,12 +4,14 @@
   echo_check.py HOST PORT seed                 one short message, answered exactly
   echo_check.py HOST PORT bulk BYTES           one client streams BYTES, echo byte-verified
   echo_check.py HOST PORT many CLIENTS BYTES   CLIENTS at once, BYTES each, all byte-verified
+  echo_check.py HOST PORT reset                a client resets mid-stream; the server still echoes
 
 Every socket has a timeout, so a stalled server fails the check instead of hanging it.
 Exit status 0 only if every byte came back in order and every connection ended cleanly.
 """
 import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -125,6 +127,28 @@ def many(host, port, clients, size):
     return 0
 
 
+def reset(host, port):
+    """Sends 1 MB without reading, then aborts with an RST (SO_LINGER 0): the server must free
+    that connection (its err callback) and go on serving."""
+    sock = connect(host, port)
+    sock.setblocking(False)
+    sent = 0
+    deadline = time.monotonic() + 5
+    while sent < (1 << 20) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(b"r" * 65536)
+        except BlockingIOError:
+            time.sleep(0.01)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+    time.sleep(0.2)
+    if seed(host, port) != 0:
+        print("reset: FAIL, no echo after a client reset")
+        return 1
+    print(f"reset: ok, a client reset after sending {sent} bytes unread; the server still echoes")
+    return 0
+
+
 def main(argv):
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
@@ -134,6 +158,8 @@ def main(argv):
         return seed(host, port)
     if mode == "bulk" and len(argv) == 5:
         return bulk(host, port, int(argv[4]))
+    if mode == "reset" and len(argv) == 4:
+        return reset(host, port)
     if mode == "many" and len(argv) == 6:
         return many(host, port, int(argv[4]), int(argv[5]))
     print(__doc__, file=sys.stderr)

@@ -48,6 +48,9 @@
 #define FRAME_MAX 1536
 /* Frames read per wake-up before polling again, so the signalfd is never starved. */
 #define READ_BATCH 64
+/* A full tcpip mailbox is retried this often, this far apart (at most 20 ms per frame). */
+#define MBOX_FULL_RETRIES 200
+#define MBOX_FULL_WAIT_US 100
 
 /* Locally administered, fixed, so captures and ARP tables are stable from run to run. */
 static const u8_t tap_mac[ETH_HWADDR_LEN] = {0x02, 0x00, 0x00, 0x6c, 0x77, 0x01};
@@ -64,7 +67,8 @@ static struct {
     uint64_t accept_refused; /* accept failed for lack of memory */
     uint64_t echoed_bytes;   /* bytes queued back with tcp_write */
     uint64_t rx_frames;      /* frames read from the TAP */
-    uint64_t rx_dropped;     /* frames lwIP had no pbuf or mailbox slot for */
+    uint64_t rx_dropped;     /* frames lwIP had no memory or mailbox slot for */
+    uint64_t rx_mbox_waits;  /* times a frame waited for a free mailbox slot */
     uint64_t tx_frames;      /* frames written to the TAP */
     uint64_t tx_errors;      /* frames the TAP write refused or truncated */
 } counters;
@@ -324,8 +328,33 @@ static int tap_open(const char *name)
     return fd;
 }
 
-/* Reads up to READ_BATCH frames and hands each to lwIP. `locked`: run lwIP's input here under
- * the core lock; otherwise post it to the tcpip thread's mailbox (tcpip_input). */
+/* Gives one frame to lwIP; false if lwIP refused it (the caller still owns p). With the
+ * mailbox, a full mailbox is waited out (bounded) rather than dropping the frame: the tcpip
+ * thread is only behind, and a drop here would be loss the link never made. Waiting pushes the
+ * backlog into the TAP's queue, and frames keep their order. */
+static bool hand_to_lwip(struct pbuf *p, bool locked)
+{
+    if (locked) {
+        return tap_netif.input(p, &tap_netif) == ERR_OK;
+    }
+    for (int attempt = 0; attempt < MBOX_FULL_RETRIES; attempt++) {
+        err_t err = tap_netif.input(p, &tap_netif);
+        if (err == ERR_OK) {
+            return true;
+        }
+        if (err != ERR_MEM) {
+            return false;
+        }
+        counters.rx_mbox_waits++;
+        usleep(MBOX_FULL_WAIT_US);
+    }
+    return false;
+}
+
+/* Reads up to READ_BATCH frames and hands each to lwIP. `locked` (the default): run lwIP's
+ * input here under the core lock, one thread doing all of lwIP's work. `mbox` (the default):
+ * post each frame to the tcpip thread's mailbox (tcpip_input), so reading the TAP and running
+ * TCP overlap on two cores; the unix port's mailbox holds 128 messages. */
 static void tap_read_batch(bool locked)
 {
     u8_t frame[FRAME_MAX];
@@ -348,7 +377,7 @@ static void tap_read_batch(bool locked)
             continue;
         }
         pbuf_take(p, frame, (u16_t)n);
-        if (tap_netif.input(p, &tap_netif) != ERR_OK) {
+        if (!hand_to_lwip(p, locked)) {
             pbuf_free(p);
             counters.rx_dropped++;
         }
@@ -568,10 +597,11 @@ int main(int argc, char **argv)
     LOCK_TCPIP_CORE();
     printf("lwip_echo: stopped: accepted %" PRIu64 " closed %" PRIu64 " errored %" PRIu64
            " accept_refused %" PRIu64 " echoed_bytes %" PRIu64 " rx_frames %" PRIu64
-           " rx_dropped %" PRIu64 " tx_frames %" PRIu64 " tx_errors %" PRIu64 "\n",
+           " rx_dropped %" PRIu64 " rx_mbox_waits %" PRIu64 " tx_frames %" PRIu64
+           " tx_errors %" PRIu64 "\n",
            counters.accepted, counters.closed, counters.errored, counters.accept_refused,
-           counters.echoed_bytes, counters.rx_frames, counters.rx_dropped, counters.tx_frames,
-           counters.tx_errors);
+           counters.echoed_bytes, counters.rx_frames, counters.rx_dropped, counters.rx_mbox_waits,
+           counters.tx_frames, counters.tx_errors);
     fflush(stdout);
     UNLOCK_TCPIP_CORE();
     /* The tcpip thread is still running; leave without tearing lwIP down. */

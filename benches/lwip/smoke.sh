@@ -2,7 +2,7 @@
 # Smoke check of the lwIP echo peer on a clean link, in a network namespace made for this run:
 #   sudo benches/lwip/smoke.sh [OUTDIR]     (OUTDIR for the build, default target/lwip)
 # Builds lwip_echo, then from the kernel side: the seed echo, a 20 MB byte-verified bulk echo
-# (python and nc), 32 concurrent clients; prints throughput and lwip_echo's counters.
+# (python and nc), 32 concurrent clients, a client that resets; prints throughput and lwip_echo's counters.
 # Environment: LWIP_INPUT (mbox or locked, lwip_echo --input), SMOKE_BULK_BYTES (20 MB),
 # SMOKE_CLIENTS (32), SMOKE_CLIENT_BYTES (1 MB).
 #
@@ -70,6 +70,7 @@ else
   echo "nc: skipped (netcat-openbsd, with -N, is not installed)"
 fi
 "${check[@]}" many "$clients" "$client_bytes" || failed=1
+"${check[@]}" reset || failed=1
 
 stop_server
 tail -n 1 "$log"
