@@ -5,6 +5,8 @@
   echo_check.py HOST PORT bulk BYTES           one client streams BYTES, echo byte-verified
   echo_check.py HOST PORT many CLIENTS BYTES   CLIENTS at once, BYTES each, all byte-verified
   echo_check.py HOST PORT reset                a client resets mid-stream; the server still echoes
+  echo_check.py HOST PORT garbage IFACE MAC N  N malformed frames sent raw on IFACE to MAC (root),
+                                               then the server must still echo
 
 Every socket has a timeout, so a stalled server fails the check instead of hanging it.
 Exit status 0 only if every byte came back in order and every connection ended cleanly.
@@ -149,6 +151,59 @@ def reset(host, port):
     return 0
 
 
+def garbage(host, port, iface, mac, count):
+    """Sends frames a damaged link could deliver (random bytes, truncated and bit-flipped
+    IPv4/TCP/ARP headers, wrong lengths) straight onto the server's wire, then checks it is
+    alive. Seeded, so a failure can be replayed."""
+    import random
+
+    rng = random.Random(9)
+    dst = bytes.fromhex(mac.replace(":", ""))
+    src = bytes.fromhex("02000000aa01")
+    server_ip = socket.inet_aton(host)
+    raw = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    raw.bind((iface, 0))
+
+    def ipv4_tcp():
+        payload = rng.randbytes(rng.randrange(0, 1460))
+        tcp = struct.pack("!HHIIBBHHH", rng.randrange(65536), port, rng.getrandbits(32),
+                          rng.getrandbits(32), rng.randrange(256), rng.randrange(256),
+                          rng.randrange(65536), rng.randrange(65536), 0)
+        total = 20 + len(tcp) + len(payload)
+        ip = struct.pack("!BBHHHBBH4s4s", rng.choice([0x45, 0x46, 0x4F, 0x44, 0x55]), 0,
+                         rng.choice([total, rng.randrange(65536)]), 0, 0, 64, 6, 0,
+                         socket.inet_aton("192.168.69.100"), server_ip)
+        return b"\x08\x00" + ip + tcp + payload
+
+    kinds = [
+        lambda: rng.randbytes(rng.randrange(0, 1500)),
+        lambda: b"\x08\x00" + rng.randbytes(rng.randrange(0, 1500)),
+        lambda: b"\x08\x06" + rng.randbytes(rng.randrange(0, 60)),
+        lambda: b"\x86\xdd" + rng.randbytes(rng.randrange(0, 1500)),
+        lambda: rng.choice([b"\x08\x00", b"\x08\x06", b"\x86\xdd"]) + rng.randbytes(rng.randrange(0, 46)),
+        ipv4_tcp,
+    ]
+    sent = 0
+    for _ in range(count):
+        body = rng.choice(kinds)()
+        frame = bytearray(dst + src + body)
+        if len(frame) > 14 and rng.random() < 0.5:
+            bit = rng.randrange(14 * 8, len(frame) * 8)
+            frame[bit // 8] ^= 1 << (bit % 8)
+        try:
+            raw.send(bytes(frame[:1514]))
+            sent += 1
+        except OSError:
+            pass  # the kernel refuses some runts; they never reach the server
+    raw.close()
+    time.sleep(0.2)
+    if seed(host, port) != 0:
+        print(f"garbage: FAIL, no echo after {sent} malformed frames")
+        return 1
+    print(f"garbage: ok, {sent} malformed frames sent; the server still echoes")
+    return 0
+
+
 def main(argv):
     if len(argv) < 4:
         print(__doc__, file=sys.stderr)
@@ -158,6 +213,8 @@ def main(argv):
         return seed(host, port)
     if mode == "bulk" and len(argv) == 5:
         return bulk(host, port, int(argv[4]))
+    if mode == "garbage" and len(argv) == 7:
+        return garbage(host, port, argv[4], argv[5], int(argv[6]))
     if mode == "reset" and len(argv) == 4:
         return reset(host, port)
     if mode == "many" and len(argv) == 6:

@@ -46,6 +46,8 @@
 
 /* An Ethernet frame without FCS at MTU 1500 is 1514 bytes; room for a VLAN tag and slack. */
 #define FRAME_MAX 1536
+/* Ethernet's minimum frame without FCS; shorter frames are zero-padded to it. */
+#define ETH_MIN_FRAME 60
 /* Frames read per wake-up before polling again, so the signalfd is never starved. */
 #define READ_BATCH 64
 /* A full tcpip mailbox is retried this often, this far apart (at most 20 ms per frame). */
@@ -67,6 +69,7 @@ static struct {
     uint64_t accept_refused; /* accept failed for lack of memory */
     uint64_t echoed_bytes;   /* bytes queued back with tcp_write */
     uint64_t rx_frames;      /* frames read from the TAP */
+    uint64_t rx_ignored;     /* frames neither IPv4 nor ARP, not handed to lwIP */
     uint64_t rx_dropped;     /* frames lwIP had no memory or mailbox slot for */
     uint64_t rx_mbox_waits;  /* times a frame waited for a free mailbox slot */
     uint64_t tx_frames;      /* frames written to the TAP */
@@ -367,6 +370,18 @@ static void tap_read_batch(bool locked)
             break; /* EAGAIN: drained */
         }
         counters.rx_frames++;
+        if (n < 14 || !(frame[12] == 0x08 && (frame[13] == 0x00 || frame[13] == 0x06))) {
+            /* Only IPv4 and ARP are served. lwIP 2.1.3's ip6_input reads header fields of a
+             * runt IPv6 packet beyond its end (valgrind, with malformed frames). */
+            counters.rx_ignored++;
+            continue;
+        }
+        if (n < ETH_MIN_FRAME) {
+            /* Pad runts as Ethernet does: lwIP reads IPv4 and ARP header fields before it
+             * checks the length, and IPv4 trims the padding by its own length field. */
+            memset(frame + n, 0, (size_t)(ETH_MIN_FRAME - n));
+            n = ETH_MIN_FRAME;
+        }
         /* PBUF_RAM, not PBUF_POOL: Debian's liblwip sizes its pool elements for 592-byte
          * payloads (616-byte blocks, as if TCP_MSS were 536) while pbuf_alloc fills them up to
          * PBUF_POOL_BUFSIZE (1536), so a full-size frame overflows the heap block. That is
@@ -597,10 +612,10 @@ int main(int argc, char **argv)
     LOCK_TCPIP_CORE();
     printf("lwip_echo: stopped: accepted %" PRIu64 " closed %" PRIu64 " errored %" PRIu64
            " accept_refused %" PRIu64 " echoed_bytes %" PRIu64 " rx_frames %" PRIu64
-           " rx_dropped %" PRIu64 " rx_mbox_waits %" PRIu64 " tx_frames %" PRIu64
+           " rx_ignored %" PRIu64 " rx_dropped %" PRIu64 " rx_mbox_waits %" PRIu64 " tx_frames %" PRIu64
            " tx_errors %" PRIu64 "\n",
            counters.accepted, counters.closed, counters.errored, counters.accept_refused,
-           counters.echoed_bytes, counters.rx_frames, counters.rx_dropped, counters.rx_mbox_waits,
+           counters.echoed_bytes, counters.rx_frames, counters.rx_ignored, counters.rx_dropped, counters.rx_mbox_waits,
            counters.tx_frames, counters.tx_errors);
     fflush(stdout);
     UNLOCK_TCPIP_CORE();

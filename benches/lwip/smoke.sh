@@ -2,7 +2,8 @@
 # Smoke check of the lwIP echo peer on a clean link, in a network namespace made for this run:
 #   sudo benches/lwip/smoke.sh [OUTDIR]     (OUTDIR for the build, default target/lwip)
 # Builds lwip_echo, then from the kernel side: the seed echo, a 20 MB byte-verified bulk echo
-# (python and nc), 32 concurrent clients, a client that resets; prints throughput and lwip_echo's counters.
+# (python and nc), 32 concurrent clients, a client that resets,
+# 20000 malformed frames; prints throughput and lwip_echo's counters.
 # Environment: LWIP_INPUT (mbox or locked, lwip_echo --input), SMOKE_BULK_BYTES (20 MB),
 # SMOKE_CLIENTS (32), SMOKE_CLIENT_BYTES (1 MB).
 #
@@ -71,6 +72,7 @@ else
 fi
 "${check[@]}" many "$clients" "$client_bytes" || failed=1
 "${check[@]}" reset || failed=1
+"${check[@]}" garbage tap0 02:00:00:6c:77:01 20000 || failed=1
 
 stop_server
 tail -n 1 "$log"
