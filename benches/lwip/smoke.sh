@@ -4,7 +4,7 @@
 # Builds lwip_echo, then from the kernel side: the seed echo, a 20 MB byte-verified bulk echo
 # (python and nc), 32 concurrent clients, a client that resets,
 # 20000 malformed frames; prints throughput and lwip_echo's counters.
-# Environment: LWIP_INPUT (mbox or locked, lwip_echo --input), SMOKE_BULK_BYTES (20 MB),
+# Environment: LWIP_INPUT (locked or mbox, lwip_echo --input), SMOKE_BULK_BYTES (20 MB),
 # SMOKE_CLIENTS (32), SMOKE_CLIENT_BYTES (1 MB).
 #
 #   [namespace: tap0 192.168.69.100/24]  --TAP--  [lwip_echo 192.168.69.1:8000]
@@ -36,7 +36,7 @@ ip link set tap0 up
 ip addr add 192.168.69.100/24 dev tap0
 
 "$out/lwip_echo" --tap tap0 --ip 192.168.69.1 --prefix 24 --gw 192.168.69.100 --port 8000 \
-  --input "${LWIP_INPUT:-mbox}" >"$log" 2>&1 &
+  --input "${LWIP_INPUT:-locked}" >"$log" 2>&1 &
 server=$!
 stop_server() {
   if kill -0 "$server" 2>/dev/null; then
