@@ -357,9 +357,8 @@ static bool hand_to_lwip(struct pbuf *p, bool locked)
 
 /* Reads up to READ_BATCH frames and hands each to lwIP. `locked` (the default): run lwIP's
  * input here under the core lock, one thread doing all of lwIP's work; measured faster than
- * the mailbox (bulk echo 535-645 against 125-460 Mbit/s on the loaded 2-core machine), as
- * each frame then costs no thread wake-up. `mbox`: post each frame to the tcpip thread's
- * mailbox (tcpip_input); the unix port's mailbox holds 128 messages. */
+ * the mailbox (README.md), as a frame then costs no thread wake-up. `mbox`: post each frame
+ * to the tcpip thread's mailbox (tcpip_input); the unix port's mailbox holds 128 messages. */
 static void tap_read_batch(bool locked)
 {
     u8_t frame[FRAME_MAX];
