@@ -356,9 +356,10 @@ static bool hand_to_lwip(struct pbuf *p, bool locked)
 }
 
 /* Reads up to READ_BATCH frames and hands each to lwIP. `locked` (the default): run lwIP's
- * input here under the core lock, one thread doing all of lwIP's work; measured faster than
- * the mailbox (README.md), as a frame then costs no thread wake-up. `mbox`: post each frame
- * to the tcpip thread's mailbox (tcpip_input); the unix port's mailbox holds 128 messages. */
+ * input here under the core lock, one thread doing all of lwIP's work; faster than the
+ * mailbox on a saturated machine (README.md), as a frame then costs no thread wake-up.
+ * `mbox`: post each frame to the tcpip thread's mailbox (tcpip_input); the unix port's
+ * mailbox holds 128 messages. */
 static void tap_read_batch(bool locked)
 {
     u8_t frame[FRAME_MAX];
