@@ -18,6 +18,8 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
 
+pub mod frames;
+
 /// The largest frame the link carries: a 1500-byte MTU plus the Ethernet header.
 pub const MAX_FRAME: usize = 1514;
 

@@ -11,7 +11,8 @@ use smoltcp::wire::IpEndpoint;
 
 use crate::Error;
 use crate::conn::{elapsed, later};
-use crate::sockets::{Sockets, find_mut};
+use crate::quirks::find_mut;
+use crate::sockets::Sockets;
 
 /// Socket buffers of one UDP echo client: `PACKETS` datagrams and `BYTES` payload bytes in
 /// each direction. The largest message is `BYTES` bytes.
