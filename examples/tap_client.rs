@@ -18,7 +18,6 @@ use std::process::ExitCode;
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{EthernetAddress, IpEndpoint};
-use smolecho::tcp_client::TcpClientState;
 use smolecho::{
     Sockets, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome, UdpClientConfig,
     UdpClientStorage, UdpEchoClient, UdpOutcome,
@@ -182,7 +181,7 @@ fn tcp_runs(
         // client's own timeout).
         host.drive(|h| {
             client.service(h.clock.now(), &mut h.sockets);
-            let idle = client.state() == TcpClientState::Idle;
+            let idle = client.is_idle();
             Step::from(idle.then_some(()), client.poll_at())
         })?;
     }
