@@ -23,7 +23,7 @@ use smolecho::{
     UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
-use support::cli::{self, CLIENT_USAGE, ClientOptions};
+use support::cli::{self, ClientOptions};
 use support::tap::{self, TapDevice};
 use support::{Clock, delay_until, earliest, leak, stop_on_signals, stop_requested, wait_readable};
 
@@ -39,10 +39,10 @@ const LOCAL_PORT: u16 = 49152;
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_client", CLIENT_USAGE, ClientOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ClientOptions::check);
+    // The core's connection events (debug level) and smoltcp's own, on stderr when RUST_LOG
+    // asks for them (RUST_LOG=debug, or RUST_LOG=smolecho=debug for the core's alone).
+    env_logger::init();
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,

@@ -8,8 +8,8 @@
 //! then sleeps on the TAP descriptor until a frame arrives or the echo node's next deadline.
 //! SIGINT or SIGTERM prints the final counters and exits 0. `--help` lists the options.
 //!
-//! The storage is the same as in firmware: fixed-size buffers in statics, one set per
-//! `--slots` choice, picked at run time; only the socket table is leaked from the heap.
+//! The storage is built once at start-up, sized by `--slots` (1 to 1024): the same slices
+//! firmware takes from its statics, here from the heap.
 
 mod support;
 
@@ -28,11 +28,11 @@ use smolecho::smoltcp::socket::udp::PacketMetadata;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
-    EchoNode, HeldSyn, Overflow, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers,
+    EchoNode, HeldSyn, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers,
     UdpConfig, UdpCounters,
 };
 
-use support::cli::{self, SERVER_USAGE, ServerOptions};
+use support::cli::{self, OverflowMode, ServerOptions};
 use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
 use support::{Clock, stop_on_signals, stop_requested, wait_readable};
 
@@ -52,10 +52,10 @@ const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_server", SERVER_USAGE, ServerOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ServerOptions::check);
+    // The core's connection events (debug level) and smoltcp's own, on stderr when RUST_LOG
+    // asks for them (RUST_LOG=debug, or RUST_LOG=smolecho=debug for the core's alone).
+    env_logger::init();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -146,15 +146,15 @@ fn serve<D: Device>(
     );
     let tcp_config = TcpConfig {
         port: options.port,
-        overflow: options.overflow,
-        idle_timeout: options.idle_timeout,
+        overflow: options.overflow.into(),
+        idle_timeout: options.idle_timeout.0,
         ..TcpConfig::DEFAULT
     };
     let mut node = EchoNode::new(
         &mut sockets,
         tcp_config,
         tcp,
-        UdpConfig::on_port(options.udp_port),
+        UdpConfig::on_port(options.udp_port()),
         udp,
     )
     .map_err(|e| format!("cannot start the echo services: {e}"))?;
@@ -169,14 +169,14 @@ fn serve<D: Device>(
         )
     );
 
-    let mut next_stats = options.stats.map(|period| clock.now() + period);
+    let mut next_stats = options.stats.0.map(|period| clock.now() + period);
     while !stop_requested() {
         let now = clock.now();
         node.poll(now, &mut iface, &mut device, &mut sockets);
         if let Some(err) = io.error.borrow_mut().take() {
             return Err(format!("I/O error on the TAP or the capture file: {err}").into());
         }
-        if let (Some(at), Some(period)) = (next_stats, options.stats)
+        if let (Some(at), Some(period)) = (next_stats, options.stats.0)
             && now >= at
         {
             println!(
@@ -221,10 +221,10 @@ fn listening_line(
 ) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
-        Overflow::Defer => "defer",
-        Overflow::Refuse => "refuse",
+        OverflowMode::Defer => "defer",
+        OverflowMode::Refuse => "refuse",
     };
-    let idle = match options.idle_timeout {
+    let idle = match options.idle_timeout.0 {
         Some(d) => format!("{} s", d.secs()),
         None => "off".into(),
     };
@@ -234,7 +234,7 @@ fn listening_line(
         frame_mtu.saturating_sub(14),
         addrs.join(" "),
         options.port,
-        options.udp_port,
+        options.udp_port(),
         options.slots,
         overflow,
         idle,
