@@ -22,10 +22,11 @@
 //!   - *Idle holders.* A connection that has not sent a byte [`IDLE_HOLDER_AFTER`] after its
 //!     handshake loses its slot (with an RST) to a client that is waiting.
 //!
-//!   A taken slot goes to the *newest* waiting client: whoever filled the pool with idle
-//!   connections arrived before it, so a first-in-first-out queue would hand the slot back
-//!   to the same crowd while a new client waits. A slot that frees by itself goes to the
-//!   oldest waiting client, as in a listen backlog.
+//!   A slot taken back, or freed by an idle holder's own idle timeout, goes to the *newest*
+//!   waiting client: whoever filled the pool with idle connections queued before it, so a
+//!   first-in-first-out queue would hand the slot back to the same crowd while a new client
+//!   waits. Any other slot that frees goes to the oldest waiting client, as in a listen
+//!   backlog.
 //!
 //! The state is private: the node tells it the clock and the slots before each frame, and
 //! carries out its verdicts.
@@ -52,9 +53,11 @@ pub(crate) const SYN_PRESSURE_HOLD: Duration = Duration::from_secs(10);
 pub(crate) const SYN_PRESSURE_HANDSHAKE: Duration = Duration::from_secs(1);
 
 /// A connection that has not sent a byte this long after its handshake may lose its slot to
-/// a waiting client. Echo clients send at once; a lost first segment is retransmitted within
-/// a few hundred milliseconds.
-pub(crate) const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(1);
+/// a waiting client. Echo clients send at once, but on a lossy link their first segment can
+/// be lost and retransmitted more than once: after 0.2 s, 0.6 s, 1.4 s and 3 s for Linux,
+/// after 1 s and 3 s for smoltcp (whose minimum RTO is 1 s). 3 s spares a real client its
+/// slot unless four (Linux) or two (smoltcp) copies of its first segment are lost.
+pub(crate) const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(3);
 
 /// How long a SYN waits in the backlog without a retransmission before it is forgotten. The
 /// client has retransmitted by then (after 1 s, then 3 s on Linux).

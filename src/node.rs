@@ -205,7 +205,8 @@ impl<'a> EchoNode<'a> {
             // backlog; a slot that may be taken back goes to the newest.
             if self.admission.has_waiters() {
                 if self.admission.listeners() > 0 {
-                    if let Some(waiter) = self.admission.next_waiter(false) {
+                    let newest = self.tcp.take_idle_freed();
+                    if let Some(waiter) = self.admission.next_waiter(newest) {
                         progressed |= self.hand_in(now, iface, device, sockets, &waiter);
                     }
                     continue;

@@ -165,6 +165,9 @@ pub(crate) struct TcpSlots<'a> {
     /// Sorted by handle, the order in which the socket set iterates.
     slots: ManagedSlice<'a, TcpSlot>,
     counters: TcpCounters,
+    /// Slots freed by the idle timeout of a connection that never sent a byte, not yet given
+    /// to a waiting client.
+    idle_freed: usize,
 }
 
 impl<'a> TcpSlots<'a> {
@@ -203,6 +206,7 @@ impl<'a> TcpSlots<'a> {
             config,
             slots,
             counters: TcpCounters::default(),
+            idle_freed: 0,
         })
     }
 
@@ -256,14 +260,20 @@ impl<'a> TcpSlots<'a> {
         let config = self.config;
         let timeouts = config.timeouts(handshake);
         let counters = &mut self.counters;
+        let idle_freed = &mut self.idle_freed;
         pair_by_handle::<_, tcp::Socket>(
             sockets,
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
                 if let Some(socket) = socket {
+                    let holder = slot.conn.idle_holder_since().is_some();
+                    let timed_out = counters.timed_out;
                     progressed |= drive(slot, socket, now, &config, &timeouts, counters);
                     recycle |= slot.recycle;
+                    if holder && counters.timed_out != timed_out {
+                        *idle_freed = idle_freed.saturating_add(1);
+                    }
                 }
             },
         );
@@ -277,6 +287,14 @@ impl<'a> TcpSlots<'a> {
             }
         }
         progressed
+    }
+
+    /// Whether the next free listener should go to the newest waiting client: it was freed by
+    /// an idle holder's timeout (see [`admission`](crate::admission)).
+    pub(crate) fn take_idle_freed(&mut self) -> bool {
+        let freed = self.idle_freed > 0;
+        self.idle_freed = self.idle_freed.saturating_sub(1);
+        freed
     }
 
     /// Abort slot `i`'s connection (its RST leaves with the next egress); the slot is
