@@ -145,6 +145,16 @@ impl TcpSlot {
         self.proven = true;
     }
 
+    /// A slot in the state `conn` with `peer` (unit tests of the admission policy).
+    #[cfg(test)]
+    pub(crate) fn in_state(conn: EchoConn, peer: Option<IpEndpoint>) -> Self {
+        Self {
+            conn,
+            peer: peer.unwrap_or(NO_PEER),
+            ..Self::EMPTY
+        }
+    }
+
     fn listening(&mut self) {
         self.conn.listening();
         self.peer = NO_PEER;
