@@ -202,39 +202,45 @@ results=$work/results
 failures=0
 load() { cut -d' ' -f1 /proc/loadavg; }
 
-measure() { # RUN LINK PEER SEED
-  local run=$1 link=$2 peer=$3 seed=$4 log=$work/$1-$2-$3 out relay_pid
+measure() { # RUN LINK PEER SEED KIND (bulk or clients)
+  local run=$1 link=$2 peer=$3 seed=$4 kind=$5 log=$work/$1-$2-$3-$5 out relay_pid
+  local line="run=$run link=$link peer=$peer kind=$kind seed=$seed"
   if [ "$peer" = lwip ] && [ -n "$lwip_na" ]; then
-    echo "run=$run link=$link peer=$peer na=1" >>"$results"
+    echo "$line na=1" >>"$results"
     return 0
   fi
   if ! start_peer "$peer" "$log.server"; then
     failures=$((failures + 1))
-    echo "run=$run link=$link peer=$peer broken=start" >>"$results"
+    echo "$line broken=start" >>"$results"
     return 0
   fi
   # Not under timeout(1), which can exit before its child has printed: --max-secs bounds it.
   ip netns exec "$rel" "$relay_bin" vr "${dev[$peer]}" --profile "$link" --seed "$seed" \
     --max-secs $((timeout_s + clients_timeout + 60)) >"$log.relay" 2>&1 &
   relay_pid=$!
-  wait_line "$log.relay" ready "$relay_pid" impair_relay || { failures=$((failures + 1)); return 0; }
-  local line="run=$run link=$link peer=$peer seed=$seed load=$(load)"
-  out=$(in_cli timeout $((timeout_s + 10)) "$loadgen" bulk "${addr[$peer]}:$port" \
-    "${bulk_bytes[$link]}" "$timeout_s" 2>"$log.bulk-err") || true
-  [ -n "$out" ] || out="bulk_failed=nothing"
-  line+=" $out"
-  if [[ $out == *bulk_failed=mismatch* || $out == *bulk_failed=extra* ]]; then
+  if ! wait_line "$log.relay" ready "$relay_pid" impair_relay; then
     failures=$((failures + 1))
-    echo "FAILED (wrong bytes): $peer on $link: $(cat "$log.bulk-err")" >&2
+    echo "$line broken=relay" >>"$results"
+    [ -n "$peer_pid" ] && stop_pid "$peer_pid"
+    return 0
   fi
-  if [ "$link" = mix ]; then
-    out=$(in_cli timeout $((clients_timeout + 15)) "$loadgen" clients "${addr[$peer]}:$port" \
-      "$clients" "$client_bytes" "$clients_timeout" 2>"$log.clients-err") || true
-    line+=" ${out:-clients_failed=$clients}"
-    grep -q "echo differs\|bytes after" "$log.clients-err" 2>/dev/null && {
+  line+=" load=$(load)"
+  if [ "$kind" = bulk ]; then
+    out=$(in_cli timeout $((timeout_s + 10)) "$loadgen" bulk "${addr[$peer]}:$port" \
+      "${bulk_bytes[$link]}" "$timeout_s" 2>"$log.err") || true
+    line+=" ${out:-bulk_failed=killed}"
+    if [[ $out == *bulk_failed=mismatch* || $out == *bulk_failed=extra* ]]; then
       failures=$((failures + 1))
-      echo "FAILED (wrong bytes): $peer clients on $link: $(cat "$log.clients-err")" >&2
-    }
+      echo "FAILED (wrong bytes): $peer on $link: $(cat "$log.err")" >&2
+    fi
+  else
+    out=$(in_cli timeout $((clients_timeout + 15)) "$loadgen" clients "${addr[$peer]}:$port" \
+      "$clients" "$client_bytes" "$clients_timeout" 2>"$log.err") || true
+    line+=" ${out:-clients_served=0 clients_reset=0 clients_refused=0 clients_failed=$clients}"
+    if grep -q "echo differs\|bytes after" "$log.err" 2>/dev/null; then
+      failures=$((failures + 1))
+      echo "FAILED (wrong bytes): $peer clients on $link: $(cat "$log.err")" >&2
+    fi
   fi
   # Let closing handshakes cross the link before it goes away.
   sleep 0.5
@@ -264,7 +270,13 @@ for run in $(seq "$runs"); do
   fi
   for link in $links; do
     echo "-- run $run, $link (${order[*]})" >&2
-    for peer in "${order[@]}"; do measure "$run" "$link" "$peer" $((base_seed + run)); done
+    for peer in "${order[@]}"; do measure "$run" "$link" "$peer" $((base_seed + run)) bulk; done
+    # The crowd on its own server and relay, after the bulk transfers (mix link only).
+    if [ "$link" = mix ]; then
+      for peer in "${order[@]}"; do
+        measure "$run" "$link" "$peer" $((base_seed + run)) clients
+      done
+    fi
   done
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
@@ -279,8 +291,9 @@ names = {"kernel": "kernel to kernel", "lwip": "lwIP raw-API echo", "tap_server"
 links = [("reorder", "reordering only: 0.2-0.6 ms random delay, no loss"),
          ("loss2", "2 % loss"),
          ("mix", "2 % loss, 1 % dup, 0.5 % corrupt, reordering")]
-def sel(link, peer):
-    return [r for r in rows if r["link"] == link and r["peer"] == peer and "na" not in r]
+def sel(link, peer, kind="bulk"):
+    return [r for r in rows if r["link"] == link and r["peer"] == peer and r["kind"] == kind
+            and "na" not in r]
 def mb(r):
     return int(r.get("bytes", 0)) / 1e6
 def fmt(x):
@@ -316,10 +329,10 @@ def many(rs):
     if len(v) > 1:
         s += f"; {resets} of {len(v)} runs with a reset"
     return s
-def cell(link, peer, what):
-    if peer == "lwip" and lwip_na and not sel(link, peer):
+def cell(link, peer, what, kind="bulk"):
+    if peer == "lwip" and lwip_na and not sel(link, peer, kind):
         return lwip_na
-    return what(sel(link, peer))
+    return what(sel(link, peer, kind))
 def ratio(a, b):
     return "-" if a is None or not b else f"{a / b:.3g}x"
 print()
@@ -329,7 +342,7 @@ print("| --- | --- |" + " ---: |" * len(peers) + " ---: | ---: |")
 for link, desc in links:
     if not any(r["link"] == link for r in rows):
         continue
-    size = max((mb(r) for r in rows if r["link"] == link), default=0)
+    size = max((mb(r) for r in rows if r["link"] == link and r["kind"] == "bulk"), default=0)
     meds = {p: thr(sel(link, p))[0] for p in peers}
     cells = [cell(link, p, lambda rs: thr(rs)[1]) for p in peers]
     print(f"| {desc} ({size:.3g} MB) | throughput, Mbit/s, median (min-max) | " + " | ".join(cells)
@@ -337,7 +350,7 @@ for link, desc in links:
     print(f"| | longest stall | " + " | ".join(cell(link, p, stall) for p in peers) + " | | |")
     if link == "mix":
         print(f"| | {clients} clients at once (tap_server: 8 slots) | "
-              + " | ".join(cell(link, p, many) for p in peers) + " | | |")
+              + " | ".join(cell(link, p, many, "clients") for p in peers) + " | | |")
 runs = max((int(r["run"]) for r in rows), default=0)
 print()
 print(f"runs: {runs}; per-transfer timeout {timeout_s:g} s (a transfer that overran is a stall "
