@@ -16,6 +16,8 @@
 # may take, 120; 15 in quick mode; a transfer that overruns counts as a stall of at least its
 # silence so far), BENCH_SEED (1: run r uses seed BENCH_SEED+r, the same for every peer),
 # BENCH_SERVER_BIN, BENCH_SERVER_ARGS (extra tap_server options), BENCH_NO_BUILD=1,
+# BENCH_LWIP_SRC (the lwIP peer's directory, benches/lwip: its build.sh OUTDIR makes
+# OUTDIR/lwip_echo; without it the lwIP column says n/a),
 # BENCH_LOG_DIR (keep every log: relay counters, server output), CARGO_TARGET_DIR.
 #
 # Links, both directions (the relay's profiles, tests/netns/impair.rs):
@@ -90,13 +92,14 @@ done
 
 work=$(mktemp -d /tmp/smolecho-impaired.XXXXXX)
 # The lwIP peer (benches/lwip, built by its own script): optional, its column says why not.
+lwip_src=${BENCH_LWIP_SRC:-benches/lwip}
 lwip_bin="" lwip_na=""
 if [[ " $peers " == *" lwip "* ]]; then
-  if [ ! -f benches/lwip/build.sh ]; then
-    lwip_na="n/a (benches/lwip missing)"
-  elif ! bash benches/lwip/build.sh "$CARGO_TARGET_DIR/lwip" >"$work/lwip-build.log" 2>&1 \
+  if [ ! -f "$lwip_src/build.sh" ]; then
+    lwip_na="n/a ($lwip_src missing)"
+  elif ! bash "$lwip_src/build.sh" "$CARGO_TARGET_DIR/lwip" >"$work/lwip-build.log" 2>&1 \
       || [ ! -x "$CARGO_TARGET_DIR/lwip/lwip_echo" ]; then
-    lwip_na="n/a (benches/lwip/build.sh failed)"
+    lwip_na="n/a ($lwip_src/build.sh failed)"
     echo "$me: WARNING: the lwIP peer did not build:" >&2
     tail -20 "$work/lwip-build.log" >&2
   else
@@ -245,7 +248,16 @@ measure() { # RUN LINK PEER SEED KIND (bulk or clients)
   # Let closing handshakes cross the link before it goes away.
   sleep 0.5
   stop_pid "$relay_pid"
-  [ -n "$peer_pid" ] && stop_pid "$peer_pid"
+  if [ -n "$peer_pid" ]; then
+    # A server that died mid-measurement is a crash, not a stall: say so.
+    if ! kill -0 "$peer_pid" 2>/dev/null; then
+      line+=" peer_died=1"
+      echo "$me: $peer DIED during $link $kind:" >&2
+      tail -5 "$log.server" >&2
+      [ "$peer" = tap_server ] && failures=$((failures + 1))
+    fi
+    stop_pid "$peer_pid"
+  fi
   local counters
   counters=$( (grep '^relay ' "$log.relay" || true) | awk '{
       for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = v[kv[1]] (v[kv[1]] == "" ? "" : "/") kv[2] }
@@ -332,7 +344,9 @@ def many(rs):
 def cell(link, peer, what, kind="bulk"):
     if peer == "lwip" and lwip_na and not sel(link, peer, kind):
         return lwip_na
-    return what(sel(link, peer, kind))
+    rs = sel(link, peer, kind)
+    died = sum(1 for r in rs if "peer_died" in r)
+    return what(rs) + (f" (**crashed in {died} of {len(rs)}**)" if died else "")
 def ratio(a, b):
     return "-" if a is None or not b else f"{a / b:.3g}x"
 print()
