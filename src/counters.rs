@@ -61,7 +61,7 @@ pub struct UdpCounters {
     /// Payload bytes echoed.
     pub bytes_out: u64,
     /// Times the transmit queue was discarded because it sent nothing for
-    /// [`UDP_STALL`](crate::udp_server::UDP_STALL) (replies to a sender that never resolves).
+    /// 250 ms (replies to a sender that never resolves).
     pub tx_flushes: u64,
 }
 

@@ -50,7 +50,7 @@
 //! | phy | `device` | the wrappers that show each frame to admission and replay held SYNs |
 //! | iface | `node` | [`EchoNode`]: the pipeline of one poll |
 //! | support | `storage`, `sockets`, `counters`, `quirks` | caller memory, a socket set that cannot panic when full, counters, what depends on smoltcp's internals |
-//! | test | [`sim`] (feature `sim`) | a deterministic in-memory network with a manual clock, and frame builders |
+//! | test | `sim` (feature `sim`) | a deterministic in-memory network with a manual clock, and frame builders |
 //!
 //! **Slots.** The TCP service owns one smoltcp socket per slot, all listening on the service
 //! port. A SYN takes a listening socket; when its connection ends the slot listens again in
