@@ -45,6 +45,7 @@
 //! |---|---|---|
 //! | logic | `conn` | the per-connection echo state machine, pure values, no sockets |
 //! | policy | `admission` | which SYN gets a slot, which waits, which slot is taken back |
+//! | policy | `recovery` | fast retransmit from the peer's SACK blocks, which smoltcp ignores |
 //! | wire | `wire` | reading a frame just far enough to recognise an initial SYN |
 //! | socket glue | `tcp_server`, `udp_server`, `tcp_client`, `udp_client` | moving bytes between smoltcp sockets under that logic |
 //! | phy | `device` | the wrappers that show each frame to admission and replay held SYNs |
@@ -127,6 +128,7 @@ mod device;
 mod error;
 mod node;
 mod quirks;
+mod recovery;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sockets;
