@@ -112,10 +112,7 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
         inner.consume(|frame| {
             *verdict = admission.judge(medium, frame, slots);
             match *verdict {
-                Verdict::Pass => {
-                    *dup_ack = recovery_needed(medium, frame, admission, slots);
-                    f(frame)
-                }
+                Verdict::Pass => pass(medium, frame, admission, slots, dup_ack, f),
                 Verdict::Hold | Verdict::Take => f(&[]),
             }
         })
@@ -126,19 +123,49 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
     }
 }
 
-/// The duplicate ACK that makes smoltcp retransmit what `frame` reports lost, once per loss.
-fn recovery_needed(
+/// Hand `frame` to `f`, reshaped where [`recovery`] says smoltcp would lose data or time on
+/// it; a loss the frame reports leaves a duplicate ACK in `dup_ack`.
+fn pass<R>(
     medium: Medium,
     frame: &[u8],
     admission: &Admission<'_>,
     slots: &mut [TcpSlot],
-) -> Option<DupAck> {
-    let loss = recovery::reported_loss(medium, frame, admission.port())?;
-    let slot = slots.iter_mut().find(|s| s.peer() == Some(loss.source))?;
-    slot.recovery_mut()
-        .start(loss.ack, admission.now())
-        .then(|| recovery::dup_ack(medium, frame))
-        .flatten()
+    dup_ack: &mut Option<DupAck>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let Some(segment) = recovery::inspect(medium, frame, admission.port()) else {
+        return f(frame);
+    };
+    let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(segment.source)) else {
+        return f(frame);
+    };
+    if let Some((ack, window)) = slot.recovery_mut().freshen(&segment) {
+        slot.count_stale_ack();
+        return pass_rewritten(medium, frame, ack, window, f);
+    }
+    if segment.reports_loss
+        && let Some(ack) = recovery::dup_ack(medium, frame)
+        && slot.recovery_mut().start(segment.ack, admission.now())
+    {
+        *dup_ack = Some(ack);
+    }
+    f(frame)
+}
+
+/// Hand `f` a copy of `frame` with acknowledgement `ack` and window `window`. Not inlined:
+/// the copy's buffer is on the stack only while this runs.
+#[inline(never)]
+fn pass_rewritten<R>(
+    medium: Medium,
+    frame: &[u8],
+    ack: u32,
+    window: u16,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    match recovery::with_ack(medium, frame, ack, window) {
+        Some(copy) => f(&copy),
+        None => f(frame),
+    }
 }
 
 /// A device that yields one saved frame, then nothing; transmissions go to the real device.

@@ -111,8 +111,10 @@ pub struct TcpSlot {
     proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
-    /// Loss recovery from the peer's SACK blocks.
+    /// Loss recovery from the peer's SACK blocks, and its newest ACK.
     recovery: Recovery,
+    /// Segments handed in with a newer ACK, not yet added to the counters.
+    stale_acks: u32,
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -129,6 +131,7 @@ impl TcpSlot {
         proven: false,
         recycle: false,
         recovery: Recovery::NEW,
+        stale_acks: 0,
     };
 
     pub(crate) fn conn(&self) -> &EchoConn {
@@ -161,6 +164,11 @@ impl TcpSlot {
 
     pub(crate) fn recovery_mut(&mut self) -> &mut Recovery {
         &mut self.recovery
+    }
+
+    /// A segment of this slot's peer was handed in with a newer ACK than it carried.
+    pub(crate) fn count_stale_ack(&mut self) {
+        self.stale_acks = self.stale_acks.wrapping_add(1);
     }
 
     fn listening(&mut self) {
@@ -290,6 +298,8 @@ impl<'a> TcpSlots<'a> {
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
+                bump(&mut counters.stale_acks, u64::from(slot.stale_acks));
+                slot.stale_acks = 0;
                 if let Some(socket) = socket {
                     let holder = slot.conn.idle_holder_since().is_some();
                     let timed_out = counters.timed_out;
