@@ -18,13 +18,12 @@ use std::process::ExitCode;
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{EthernetAddress, IpEndpoint};
-use smolecho::tcp_client::TcpClientState;
 use smolecho::{
     Sockets, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome, UdpClientConfig,
     UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
-use support::cli::{self, CLIENT_USAGE, ClientOptions};
+use support::cli::{self, ClientOptions};
 use support::tap::{self, TapDevice};
 use support::{Clock, delay_until, earliest, leak, stop_on_signals, stop_requested, wait_readable};
 
@@ -40,10 +39,10 @@ const LOCAL_PORT: u16 = 49152;
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_client", CLIENT_USAGE, ClientOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ClientOptions::check);
+    // The core's connection events (debug level) and smoltcp's own, on stderr when RUST_LOG
+    // asks for them (RUST_LOG=debug, or RUST_LOG=smolecho=debug for the core's alone).
+    env_logger::init();
     match run(&options) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
@@ -182,7 +181,7 @@ fn tcp_runs(
         // client's own timeout).
         host.drive(|h| {
             client.service(h.clock.now(), &mut h.sockets);
-            let idle = client.state() == TcpClientState::Idle;
+            let idle = client.is_idle();
             Step::from(idle.then_some(()), client.poll_at())
         })?;
     }

@@ -8,8 +8,8 @@
 //! then sleeps on the TAP descriptor until a frame arrives or the echo node's next deadline.
 //! SIGINT or SIGTERM prints the final counters and exits 0. `--help` lists the options.
 //!
-//! The storage is the same as in firmware: fixed-size buffers in statics, one set per
-//! `--slots` choice, picked at run time; only the socket table is leaked from the heap.
+//! The storage is built once at start-up, sized by `--slots` (1 to 1024): the same slices
+//! firmware takes from its statics, here from the heap.
 
 mod support;
 
@@ -24,15 +24,15 @@ use std::rc::Rc;
 
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::phy::{Device, FaultInjector, PcapMode, PcapSink, PcapWriter};
+use smolecho::smoltcp::socket::udp::PacketMetadata;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
-    EchoNode, Overflow, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig,
-    UdpCounters, UdpEchoStorage,
+    EchoNode, HeldSyn, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers,
+    UdpConfig, UdpCounters,
 };
-use static_cell::ConstStaticCell;
 
-use support::cli::{self, SERVER_USAGE, ServerOptions};
+use support::cli::{self, OverflowMode, ServerOptions};
 use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
 use support::{Clock, stop_on_signals, stop_requested, wait_readable};
 
@@ -52,10 +52,10 @@ const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x01
 type BoxError = Box<dyn Error>;
 
 fn main() -> ExitCode {
-    let options = match cli::parse_or_exit("tap_server", SERVER_USAGE, ServerOptions::parse) {
-        Ok(options) => options,
-        Err(code) => return code,
-    };
+    let options = cli::parse_checked(ServerOptions::check);
+    // The core's connection events (debug level) and smoltcp's own, on stderr when RUST_LOG
+    // asks for them (RUST_LOG=debug, or RUST_LOG=smolecho=debug for the core's alone).
+    env_logger::init();
     match run(&options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -74,35 +74,11 @@ fn run(options: &ServerOptions) -> Result<(), BoxError> {
             device.name()
         );
     }
-    let udp = {
-        static UDP: ConstStaticCell<UdpEchoStorage<UDP_PACKETS, UDP_BYTES>> =
-            ConstStaticCell::new(UdpEchoStorage::new());
-        UDP.take()
-    };
-    // One static storage per pool size; only the chosen one is ever touched (the others stay
-    // untouched zero pages).
-    macro_rules! dispatch {
-        ($($n:literal)*) => {
-            match options.slots {
-                $($n => {
-                    static TCP: ConstStaticCell<TcpEchoStorage<$n, TCP_RX, TCP_TX>> =
-                        ConstStaticCell::new(TcpEchoStorage::new());
-                    layered::<$n>(options, device, TCP.take(), udp)
-                })*
-                other => Err(format!("--slots {other} is not offered").into()),
-            }
-        };
-    }
-    dispatch!(1 2 4 8 16 32 64)
+    layered(options, device)
 }
 
 /// Put the requested smoltcp test layers (fault injection, capture) over the TAP and serve.
-fn layered<const SLOTS: usize>(
-    options: &ServerOptions,
-    device: TapDevice,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
-    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
-) -> Result<(), BoxError> {
+fn layered(options: &ServerOptions, device: TapDevice) -> Result<(), BoxError> {
     let io = Io {
         name: device.name().to_string(),
         fd: device.as_raw_fd(),
@@ -124,15 +100,15 @@ fn layered<const SLOTS: usize>(
     let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
     // The capture sits above the fault injector: it records what smoltcp receives and sends.
     match (inject, sink) {
-        (false, None) => serve(options, device, io, clock, tcp, udp),
-        (true, None) => serve(options, faults(device), io, clock, tcp, udp),
+        (false, None) => serve(options, device, io, clock),
+        (true, None) => serve(options, faults(device), io, clock),
         (false, Some(sink)) => {
             let device = PcapWriter::new(device, sink, PcapMode::Both);
-            serve(options, device, io, clock, tcp, udp)
+            serve(options, device, io, clock)
         }
         (true, Some(sink)) => {
             let device = PcapWriter::new(faults(device), sink, PcapMode::Both);
-            serve(options, device, io, clock, tcp, udp)
+            serve(options, device, io, clock)
         }
     }
 }
@@ -145,33 +121,41 @@ struct Io {
     frames: Rc<RefCell<FrameCounters>>,
 }
 
-fn serve<const SLOTS: usize, D: Device>(
+fn serve<D: Device>(
     options: &ServerOptions,
     mut device: D,
     io: Io,
     clock: Clock,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
-    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
     let mut iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
 
-    let storage: Vec<SocketStorage<'static>> =
-        (0..SLOTS + 1).map(|_| SocketStorage::EMPTY).collect();
-    let mut sockets = Sockets::new(storage.leak());
+    // The pool is sized by --slots, once, from the heap: the program's only allocations.
+    // Untouched buffer pages stay zero pages of the kernel.
+    let slots = options.slots;
+    let mut sockets = Sockets::new(leak((0..=slots).map(|_| SocketStorage::EMPTY)));
+    let tcp = TcpBuffers::new(
+        leak((0..slots).map(|_| TcpSlot::EMPTY)),
+        vec![0; slots * TCP_RX].leak(),
+        vec![0; slots * TCP_TX].leak(),
+    )
+    // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
+    .with_backlog(leak((0..SYN_BACKLOG).map(|_| HeldSyn::EMPTY)));
+    let udp = UdpBuffers::new(
+        leak((0..2 * UDP_PACKETS).map(|_| PacketMetadata::EMPTY)),
+        vec![0; 3 * UDP_BYTES].leak(),
+    );
     let tcp_config = TcpConfig {
         port: options.port,
-        overflow: options.overflow,
-        timeouts: Timeouts {
-            idle: options.idle_timeout,
-            ..Timeouts::DEFAULT
-        },
+        overflow: options.overflow.into(),
+        idle_timeout: options.idle_timeout.0,
         ..TcpConfig::DEFAULT
     };
-    // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
-    let mut node = EchoNode::<SLOTS, SYN_BACKLOG>::with_backlog(
-        (tcp_config, tcp),
-        (UdpConfig::on_port(options.udp_port), udp),
+    let mut node = EchoNode::new(
         &mut sockets,
+        tcp_config,
+        tcp,
+        UdpConfig::on_port(options.udp_port()),
+        udp,
     )
     .map_err(|e| format!("cannot start the echo services: {e}"))?;
 
@@ -185,14 +169,14 @@ fn serve<const SLOTS: usize, D: Device>(
         )
     );
 
-    let mut next_stats = options.stats.map(|period| clock.now() + period);
+    let mut next_stats = options.stats.0.map(|period| clock.now() + period);
     while !stop_requested() {
         let now = clock.now();
         node.poll(now, &mut iface, &mut device, &mut sockets);
         if let Some(err) = io.error.borrow_mut().take() {
             return Err(format!("I/O error on the TAP or the capture file: {err}").into());
         }
-        if let (Some(at), Some(period)) = (next_stats, options.stats)
+        if let (Some(at), Some(period)) = (next_stats, options.stats.0)
             && now >= at
         {
             println!(
@@ -237,10 +221,10 @@ fn listening_line(
 ) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
-        Overflow::Defer => "defer",
-        Overflow::Refuse => "refuse",
+        OverflowMode::Defer => "defer",
+        OverflowMode::Refuse => "refuse",
     };
-    let idle = match options.idle_timeout {
+    let idle = match options.idle_timeout.0 {
         Some(d) => format!("{} s", d.secs()),
         None => "off".into(),
     };
@@ -250,7 +234,7 @@ fn listening_line(
         frame_mtu.saturating_sub(14),
         addrs.join(" "),
         options.port,
-        options.udp_port,
+        options.udp_port(),
         options.slots,
         overflow,
         idle,
@@ -325,4 +309,9 @@ impl PcapSink for PcapFile {
         let result = self.out.flush();
         self.record(result);
     }
+}
+
+/// A slice that lives as long as the program, from the heap.
+fn leak<T>(items: impl Iterator<Item = T>) -> &'static mut [T] {
+    items.collect::<Vec<T>>().leak()
 }

@@ -168,7 +168,10 @@ impl<'a> Admission<'a> {
             held: 0,
             refused: 0,
         };
-        admission.backlog.iter_mut().for_each(|h| *h = HeldSyn::EMPTY);
+        admission
+            .backlog
+            .iter_mut()
+            .for_each(|h| *h = HeldSyn::EMPTY);
         admission
     }
 
@@ -232,7 +235,11 @@ impl<'a> Admission<'a> {
     }
 
     /// The handshake limit in force: shortened under SYN pressure.
-    pub(crate) fn handshake_limit(&self, now: Instant, configured: Option<Duration>) -> Option<Duration> {
+    pub(crate) fn handshake_limit(
+        &self,
+        now: Instant,
+        configured: Option<Duration>,
+    ) -> Option<Duration> {
         if !self.under_pressure(now) {
             return configured;
         }
@@ -321,9 +328,15 @@ impl<'a> Admission<'a> {
             return Some(core::mem::replace(&mut self.taker, HeldSyn::EMPTY));
         }
         let entry = if newest {
-            self.backlog.iter_mut().filter(|h| !h.is_free()).max_by_key(|h| h.first)
+            self.backlog
+                .iter_mut()
+                .filter(|h| !h.is_free())
+                .max_by_key(|h| h.first)
         } else {
-            self.backlog.iter_mut().filter(|h| !h.is_free()).min_by_key(|h| h.first)
+            self.backlog
+                .iter_mut()
+                .filter(|h| !h.is_free())
+                .min_by_key(|h| h.first)
         }?;
         self.waiting = self.waiting.saturating_sub(1);
         Some(core::mem::replace(entry, HeldSyn::EMPTY))

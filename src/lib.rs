@@ -93,6 +93,9 @@
 //!
 //! [smoltcp]: https://docs.rs/smoltcp
 #![no_std]
+// docs.rs (`--cfg docsrs`, nightly) labels what a feature gates, e.g. "Available on crate
+// feature `sim` only".
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 #![cfg_attr(

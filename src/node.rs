@@ -11,7 +11,7 @@
 //! 3. **Service** again: echo what arrived.
 //! 4. **Egress**: transmit everything, serving again while that changes a socket.
 
-use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketSet};
+use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
@@ -109,6 +109,11 @@ impl<'a> EchoNode<'a> {
     /// UDP counters so far.
     pub fn udp_counters(&self) -> UdpCounters {
         self.udp.counters()
+    }
+
+    /// The TCP slots' socket handles, for inspection (smoltcp's state of each slot).
+    pub fn tcp_handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.tcp.handles()
     }
 
     /// TCP slots serving a client now.

@@ -55,8 +55,12 @@ impl<'a> TcpBuffers<'a> {
 /// `.bss` and costs no flash. Large pools belong in a static: `Box::new(TcpStorage::new())`
 /// builds the value on the stack first in debug builds.
 #[derive(Debug)]
-pub struct TcpStorage<const SLOTS: usize, const RX: usize, const TX: usize, const BACKLOG: usize = 0>
-{
+pub struct TcpStorage<
+    const SLOTS: usize,
+    const RX: usize,
+    const TX: usize,
+    const BACKLOG: usize = 0,
+> {
     slots: [TcpSlot; SLOTS],
     backlog: [HeldSyn; BACKLOG],
     rx: [[u8; RX]; SLOTS],

@@ -14,7 +14,6 @@ use crate::conn::{elapsed, later};
 use crate::quirks::find_mut;
 use crate::sockets::Sockets;
 
-
 /// Socket buffers of one TCP echo client.
 #[derive(Debug)]
 pub struct TcpClientStorage<const RX: usize, const TX: usize> {

@@ -222,6 +222,11 @@ impl<'a> TcpSlots<'a> {
         &mut self.slots
     }
 
+    /// The slots' socket handles.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.slots.iter().filter_map(|s| s.handle)
+    }
+
     /// Slots serving a client.
     pub(crate) fn active(&self) -> usize {
         self.slots.iter().filter(|s| s.conn.is_active()).count()

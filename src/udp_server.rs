@@ -81,13 +81,15 @@ impl<'a> UdpEcho<'a> {
         if sockets.free() == 0 {
             return Err(Error::SocketSetFull);
         }
-        let split = meta.split_at_mut_checked(packets).and_then(|(rx_meta, rest)| {
-            let (tx_meta, _) = rest.split_at_mut_checked(packets)?;
-            let (rx, rest) = payload.split_at_mut_checked(bytes)?;
-            let (tx, rest) = rest.split_at_mut_checked(bytes)?;
-            let (scratch, _) = rest.split_at_mut_checked(bytes)?;
-            Some((rx_meta, tx_meta, rx, tx, scratch))
-        });
+        let split = meta
+            .split_at_mut_checked(packets)
+            .and_then(|(rx_meta, rest)| {
+                let (tx_meta, _) = rest.split_at_mut_checked(packets)?;
+                let (rx, rest) = payload.split_at_mut_checked(bytes)?;
+                let (tx, rest) = rest.split_at_mut_checked(bytes)?;
+                let (scratch, _) = rest.split_at_mut_checked(bytes)?;
+                Some((rx_meta, tx_meta, rx, tx, scratch))
+            });
         let Some((rx_meta, tx_meta, rx, tx, scratch)) = split else {
             return Err(Error::BufferTooSmall);
         };

@@ -89,7 +89,7 @@ fn flood_with_real_clients(long_lived: bool) {
     let mut resident = RawTcp::new::<1024, 1024>(&mut w.client_sockets, server_v4(), 44000, b"hi");
     if long_lived {
         w.run_for(&mut [&mut resident], Duration::from_millis(50));
-        assert_eq!(w.node.tcp().active_slots(), 1);
+        assert_eq!(w.node.active_connections(), 1);
     }
     let mut sent = 0u32;
     for _ in 0..FLOOD_MS {
@@ -129,7 +129,7 @@ fn flood_with_real_clients(long_lived: bool) {
     }
     // Once the flood is over every slot returns to listening (but the long-lived one).
     w.run_for(&mut [], Duration::from_secs(10));
-    assert_eq!(w.node.tcp().active_slots(), usize::from(long_lived));
+    assert_eq!(w.node.active_connections(), usize::from(long_lived));
 }
 
 #[test]
@@ -146,10 +146,7 @@ fn a_syn_flood_beside_a_long_lived_client_does_not_starve_real_clients() {
 fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
     let idle = Duration::from_secs(5);
     let mut w = World::<8>::new::<1024, 1024, 1472>(TcpConfig {
-        timeouts: smolecho::Timeouts {
-            idle: Some(idle),
-            ..smolecho::Timeouts::DEFAULT
-        },
+        idle_timeout: Some(idle),
         ..TcpConfig::on_port(PORT)
     });
     // 100 connections that send nothing.
@@ -162,7 +159,7 @@ fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
         w.run_for(&mut actors, Duration::from_secs(1));
     }
     assert_eq!(
-        w.node.tcp().active_slots(),
+        w.node.active_connections(),
         8,
         "the holders took every slot"
     );
@@ -176,7 +173,7 @@ fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
         },
         server_v6(),
         46000,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     run.start_at = w.now;
     let arrived = w.now;
@@ -206,10 +203,7 @@ fn idle_holders_of_every_slot_are_reclaimed_and_a_new_client_is_served() {
 fn echo_rtts_with(stuck_reader: bool) -> Vec<Duration> {
     // No idle timeout: the stuck reader must stay stuck for the whole measurement.
     let mut w = World::<4>::new::<2048, 2048, 1472>(TcpConfig {
-        timeouts: smolecho::Timeouts {
-            idle: None,
-            ..smolecho::Timeouts::DEFAULT
-        },
+        idle_timeout: None,
         ..TcpConfig::on_port(PORT)
     });
     let mut stuck =
@@ -218,7 +212,7 @@ fn echo_rtts_with(stuck_reader: bool) -> Vec<Duration> {
     if stuck_reader {
         w.run_for(&mut [&mut stuck], Duration::from_secs(2));
         assert_eq!(
-            w.node.tcp().active_slots(),
+            w.node.active_connections(),
             1,
             "the stuck reader holds a slot"
         );

@@ -7,10 +7,9 @@ use smolecho::sim::{self, Link, Side};
 use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv6Address};
-use smolecho::tcp_client::TcpClientState;
 use smolecho::{
-    EchoNode, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpEchoStorage,
-    TcpOutcome, UdpClientConfig, UdpClientStorage, UdpConfig, UdpEchoClient, UdpEchoStorage,
+    EchoNode, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpOutcome,
+    TcpStorage, UdpClientConfig, UdpClientStorage, UdpConfig, UdpEchoClient, UdpStorage,
 };
 
 pub const PORT: u16 = 7;
@@ -39,7 +38,7 @@ pub struct World<const SLOTS: usize, const BACKLOG: usize = 0> {
     pub link: Box<Link<LINK_FRAMES>>,
     pub server_iface: Interface,
     pub server_sockets: Sockets<'static>,
-    pub node: EchoNode<'static, SLOTS, BACKLOG>,
+    pub node: EchoNode<'static>,
     pub client_iface: Interface,
     pub client_sockets: Sockets<'static>,
 }
@@ -108,13 +107,12 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
         let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
         let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
         let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
-        let node = EchoNode::with_backlog(
-            (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
-            (
-                UdpConfig::on_port(PORT),
-                leak(UdpEchoStorage::<PACKETS, UDP>::new()),
-            ),
+        let node = EchoNode::new(
             &mut server_sockets,
+            tcp,
+            leak(TcpStorage::<SLOTS, RX, TX, BACKLOG>::new()).buffers(),
+            UdpConfig::on_port(PORT),
+            leak(UdpStorage::<PACKETS, UDP>::new()).buffers(),
         )
         .expect("node fits");
         Self {
@@ -254,7 +252,7 @@ impl TcpRun {
 
     /// Finished: outcome known and the close handshake over.
     pub fn finished(&self) -> bool {
-        self.started && self.repeats == 0 && self.client.state() == TcpClientState::Idle
+        self.started && self.repeats == 0 && self.client.is_idle()
     }
 }
 
@@ -283,7 +281,7 @@ impl Actor for TcpRun {
             return true;
         }
         let progressed = self.client.service(now, sockets);
-        if self.client.state() == TcpClientState::Idle && progressed {
+        if self.client.is_idle() && progressed {
             if let Some(outcome) = self.client.outcome() {
                 self.outcomes.push(outcome);
             }
