@@ -28,8 +28,8 @@ use smolecho::smoltcp::socket::udp::PacketMetadata;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
-    EchoNode, HeldSyn, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers,
-    UdpConfig, UdpCounters,
+    EchoNode, HeldSyn, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers, UdpConfig,
+    UdpCounters,
 };
 
 use support::cli::{self, OverflowMode, ServerOptions};

@@ -22,10 +22,11 @@
 //!   - *Idle holders.* A connection that has not sent a byte [`IDLE_HOLDER_AFTER`] after its
 //!     handshake loses its slot (with an RST) to a client that is waiting.
 //!
-//!   A taken slot goes to the *newest* waiting client: whoever filled the pool with idle
-//!   connections arrived before it, so a first-in-first-out queue would hand the slot back
-//!   to the same crowd while a new client waits. A slot that frees by itself goes to the
-//!   oldest waiting client, as in a listen backlog.
+//!   A slot taken back, or freed by an idle holder's own idle timeout, goes to the *newest*
+//!   waiting client: whoever filled the pool with idle connections queued before it, so a
+//!   first-in-first-out queue would hand the slot back to the same crowd while a new client
+//!   waits. Any other slot that frees goes to the oldest waiting client, as in a listen
+//!   backlog.
 //!
 //! The state is private: the node tells it the clock and the slots before each frame, and
 //! carries out its verdicts.
@@ -52,9 +53,11 @@ pub(crate) const SYN_PRESSURE_HOLD: Duration = Duration::from_secs(10);
 pub(crate) const SYN_PRESSURE_HANDSHAKE: Duration = Duration::from_secs(1);
 
 /// A connection that has not sent a byte this long after its handshake may lose its slot to
-/// a waiting client. Echo clients send at once; a lost first segment is retransmitted within
-/// a few hundred milliseconds.
-pub(crate) const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(1);
+/// a waiting client. Echo clients send at once, but on a lossy link their first segment can
+/// be lost and retransmitted more than once: after 0.2 s, 0.6 s, 1.4 s and 3 s for Linux,
+/// after 1 s and 3 s for smoltcp (whose minimum RTO is 1 s). 3 s spares a real client its
+/// slot unless four (Linux) or two (smoltcp) copies of its first segment are lost.
+pub(crate) const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(3);
 
 /// How long a SYN waits in the backlog without a retransmission before it is forgotten. The
 /// client has retransmitted by then (after 1 s, then 3 s on Linux).
@@ -173,6 +176,16 @@ impl<'a> Admission<'a> {
             .iter_mut()
             .for_each(|h| *h = HeldSyn::EMPTY);
         admission
+    }
+
+    /// The service port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The clock of the last count of the slots.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
     }
 
     /// SYNs held back so far.
@@ -410,4 +423,176 @@ fn oldest(slots: &[TcpSlot], key: impl Fn(&TcpSlot) -> Option<Instant>) -> Optio
         .filter_map(|(i, s)| key(s).map(|t| (t, i)))
         .min()
         .map(|(_, i)| i)
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    use super::*;
+    use crate::conn::EchoConn;
+    use crate::sim::frames::{self, Peer};
+
+    const PORT: u16 = 7;
+
+    fn ms(n: i64) -> Instant {
+        Instant::from_millis(n)
+    }
+
+    fn syn_from(port: u16) -> frames::Frame {
+        frames::syn(&Peer::client_v4(port), &Peer::server_v4(PORT), 1)
+    }
+
+    fn listening() -> TcpSlot {
+        TcpSlot::in_state(EchoConn::in_phase(Phase::Listening, false, ms(0)), None)
+    }
+
+    fn half_open(since: Instant, peer_port: u16) -> TcpSlot {
+        let peer = Peer::client_v4(peer_port).endpoint();
+        TcpSlot::in_state(
+            EchoConn::in_phase(Phase::HalfOpen { since }, false, since),
+            Some(peer),
+        )
+    }
+
+    /// A connection accepted at `since` that has (or has not) `heard` from its peer.
+    fn echoing(since: Instant, heard: bool, peer_port: u16) -> TcpSlot {
+        let peer = Peer::client_v4(peer_port).endpoint();
+        TcpSlot::in_state(EchoConn::in_phase(Phase::Echoing, heard, since), Some(peer))
+    }
+
+    fn judge(a: &mut Admission<'_>, slots: &mut [TcpSlot], port: u16) -> Verdict {
+        a.judge(Medium::Ethernet, &syn_from(port), slots)
+    }
+
+    #[test]
+    fn free_listeners_admit_then_defer_holds_and_refuse_passes() {
+        let mut slots = [listening(), listening()];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(0), &slots);
+        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Pass);
+        assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Pass);
+        assert_eq!(judge(&mut a, &mut slots, 1002), Verdict::Hold);
+        let other = frames::tcp(
+            &Peer::client_v4(1003),
+            &Peer::server_v4(PORT),
+            smoltcp::wire::TcpControl::None,
+            1,
+            Some(1),
+            b"data",
+        );
+        assert_eq!(a.judge(Medium::Ethernet, &other, &mut slots), Verdict::Pass);
+        assert_eq!((a.held(), a.refused()), (1, 0));
+
+        let mut refuse = Admission::new(PORT, false, ManagedSlice::Borrowed(&mut []));
+        refuse.recount(ms(0), &[]);
+        assert_eq!(judge(&mut refuse, &mut [], 1000), Verdict::Pass);
+        assert_eq!((refuse.held(), refuse.refused()), (0, 1));
+    }
+
+    #[test]
+    fn a_retransmitted_syn_never_reaches_a_listener_and_proves_its_slot() {
+        let mut slots = [half_open(ms(0), 1000), listening()];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(1000), &slots);
+        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Hold);
+        assert!(slots[0].proven());
+        assert_eq!(a.held(), 0, "not a client held back");
+        assert_eq!(
+            judge(&mut a, &mut slots, 1001),
+            Verdict::Pass,
+            "the listener is still free"
+        );
+    }
+
+    #[test]
+    fn half_the_pool_half_open_and_unanswered_is_a_flood() {
+        let mut slots = [
+            half_open(ms(0), 1),
+            half_open(ms(10), 2),
+            echoing(ms(0), true, 3),
+            echoing(ms(0), true, 4),
+        ];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(100), &slots);
+        assert!(!a.under_pressure(ms(100)), "not for 250 ms yet");
+        a.recount(ms(300), &slots);
+        assert!(a.under_pressure(ms(300)));
+        assert_eq!(
+            a.victim(&slots),
+            Some((0, Reclaim::Recycle)),
+            "the oldest half-open"
+        );
+        assert_eq!(judge(&mut a, &mut slots, 5000), Verdict::Take);
+        assert_eq!(
+            a.next_waiter(true).map(|w| w.source()),
+            Some(Peer::client_v4(5000).endpoint())
+        );
+        assert_eq!(
+            a.handshake_limit(ms(300), Some(Duration::from_secs(5))),
+            Some(SYN_PRESSURE_HANDSHAKE)
+        );
+        // A peer that retransmitted its SYN is real: its slot is never recycled.
+        slots[0].prove();
+        assert_eq!(a.victim(&slots), Some((1, Reclaim::Recycle)));
+        slots[1].prove();
+        assert_eq!(a.victim(&slots), None);
+        // The defence ends SYN_PRESSURE_HOLD after the flood's shape was last seen.
+        let later = ms(300 + 10_000);
+        a.recount(later, &slots);
+        assert!(!a.under_pressure(later));
+        assert_eq!(a.poll_at(), None, "no deadline left in the past");
+    }
+
+    #[test]
+    fn one_slow_handshake_among_busy_slots_is_not_a_flood() {
+        // A lossy link: one SYN-ACK lost, every other slot serving a client.
+        let slots = [
+            half_open(ms(0), 1),
+            echoing(ms(0), true, 2),
+            echoing(ms(0), true, 3),
+            echoing(ms(0), true, 4),
+        ];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        for t in [0, 300, 900, 2000] {
+            a.recount(ms(t), &slots);
+        }
+        assert!(!a.under_pressure(ms(2000)));
+        assert_eq!(a.victim(&slots), None);
+    }
+
+    #[test]
+    fn an_idle_holder_is_taken_back_after_three_seconds_not_a_talking_client() {
+        let slots = [echoing(ms(0), false, 1), echoing(ms(0), true, 2)];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(2_900), &slots);
+        assert_eq!(
+            a.victim(&slots),
+            None,
+            "its first segment may still be in flight"
+        );
+        a.recount(ms(3_000), &slots);
+        assert_eq!(a.victim(&slots), Some((0, Reclaim::Evict)));
+    }
+
+    #[test]
+    fn the_backlog_serves_the_oldest_for_a_free_slot_and_the_newest_for_a_taken_one() {
+        let mut backlog = [HeldSyn::EMPTY, HeldSyn::EMPTY, HeldSyn::EMPTY];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut backlog[..]));
+        let mut slots = [echoing(ms(0), true, 1)];
+        for (t, port) in [(0, 100), (10, 101), (20, 102), (30, 100)] {
+            a.recount(ms(t), &slots);
+            assert_eq!(judge(&mut a, &mut slots, port), Verdict::Hold);
+        }
+        assert!(a.has_waiters());
+        // A retransmission keeps its client's place.
+        assert_eq!(a.next_waiter(false).map(|w| w.source().port), Some(100));
+        assert_eq!(a.next_waiter(true).map(|w| w.source().port), Some(102));
+        assert_eq!(a.next_waiter(true).map(|w| w.source().port), Some(101));
+        assert!(!a.has_waiters());
+        assert_eq!(a.next_waiter(false), None);
+        // Stale waiters are forgotten.
+        a.recount(ms(100), &slots);
+        judge(&mut a, &mut slots, 200);
+        a.recount(ms(100) + BACKLOG_MAX_AGE, &slots);
+        assert!(!a.has_waiters());
+    }
 }

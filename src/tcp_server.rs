@@ -20,6 +20,7 @@ use crate::admission::Reclaim;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
+use crate::recovery::Recovery;
 use crate::sockets::Sockets;
 
 /// Bytes moved per copy when echoing. The scratch buffer lives on the stack: on
@@ -110,6 +111,8 @@ pub struct TcpSlot {
     proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
+    /// Loss recovery from the peer's SACK blocks.
+    recovery: Recovery,
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -125,6 +128,7 @@ impl TcpSlot {
         peer: NO_PEER,
         proven: false,
         recycle: false,
+        recovery: Recovery::NEW,
     };
 
     pub(crate) fn conn(&self) -> &EchoConn {
@@ -145,10 +149,25 @@ impl TcpSlot {
         self.proven = true;
     }
 
+    /// A slot in the state `conn` with `peer` (unit tests of the admission policy).
+    #[cfg(test)]
+    pub(crate) fn in_state(conn: EchoConn, peer: Option<IpEndpoint>) -> Self {
+        Self {
+            conn,
+            peer: peer.unwrap_or(NO_PEER),
+            ..Self::EMPTY
+        }
+    }
+
+    pub(crate) fn recovery_mut(&mut self) -> &mut Recovery {
+        &mut self.recovery
+    }
+
     fn listening(&mut self) {
         self.conn.listening();
         self.peer = NO_PEER;
         self.proven = false;
+        self.recovery = Recovery::NEW;
     }
 }
 
@@ -165,6 +184,9 @@ pub(crate) struct TcpSlots<'a> {
     /// Sorted by handle, the order in which the socket set iterates.
     slots: ManagedSlice<'a, TcpSlot>,
     counters: TcpCounters,
+    /// Slots freed by the idle timeout of a connection that never sent a byte, not yet given
+    /// to a waiting client.
+    idle_freed: usize,
 }
 
 impl<'a> TcpSlots<'a> {
@@ -203,6 +225,7 @@ impl<'a> TcpSlots<'a> {
             config,
             slots,
             counters: TcpCounters::default(),
+            idle_freed: 0,
         })
     }
 
@@ -225,6 +248,11 @@ impl<'a> TcpSlots<'a> {
     /// The slots' socket handles.
     pub(crate) fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
         self.slots.iter().filter_map(|s| s.handle)
+    }
+
+    /// Duplicate ACKs handed to smoltcp to start a fast retransmit.
+    pub(crate) fn count_recovery(&mut self) {
+        bump(&mut self.counters.sack_recoveries, 1);
     }
 
     /// Slots serving a client.
@@ -256,14 +284,20 @@ impl<'a> TcpSlots<'a> {
         let config = self.config;
         let timeouts = config.timeouts(handshake);
         let counters = &mut self.counters;
+        let idle_freed = &mut self.idle_freed;
         pair_by_handle::<_, tcp::Socket>(
             sockets,
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
                 if let Some(socket) = socket {
+                    let holder = slot.conn.idle_holder_since().is_some();
+                    let timed_out = counters.timed_out;
                     progressed |= drive(slot, socket, now, &config, &timeouts, counters);
                     recycle |= slot.recycle;
+                    if holder && counters.timed_out != timed_out {
+                        *idle_freed = idle_freed.saturating_add(1);
+                    }
                 }
             },
         );
@@ -277,6 +311,14 @@ impl<'a> TcpSlots<'a> {
             }
         }
         progressed
+    }
+
+    /// Whether the next free listener should go to the newest waiting client: it was freed by
+    /// an idle holder's timeout (see [`admission`](crate::admission)).
+    pub(crate) fn take_idle_freed(&mut self) -> bool {
+        let freed = self.idle_freed > 0;
+        self.idle_freed = self.idle_freed.saturating_sub(1);
+        freed
     }
 
     /// Abort slot `i`'s connection (its RST leaves with the next egress); the slot is
