@@ -24,11 +24,11 @@
 //! acknowledgement number, and again only after [`RETRY_AFTER`] if the retransmission was
 //! lost too.
 
-use smoltcp::phy::Medium;
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol, TcpPacket, TcpSeqNumber};
+use smoltcp::wire::{IpAddress, IpEndpoint, TcpPacket, TcpSeqNumber};
 
 use crate::conn::elapsed;
+use crate::wire::TcpInFrame;
 
 /// SACKed bytes above the acknowledgement that mark its segment lost: three full segments.
 pub(crate) const LOST_AFTER_SACKED: u32 = 3 * 1460;
@@ -38,9 +38,6 @@ pub(crate) const DUP_ACKS: usize = 3;
 
 /// How long a recovery waits for its retransmission before it starts again.
 pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(200);
-
-/// The Ethernet header's length.
-const ETHERNET_HEADER: usize = 14;
 
 /// The largest header-only copy: Ethernet + IPv4 with options + TCP with options.
 const MAX_ACK_FRAME: usize = 14 + 60 + 60;
@@ -113,9 +110,8 @@ pub(crate) struct Segment {
 
 /// `frame` as a [`Segment`], if it is an acknowledging TCP segment to `port` (not a SYN nor
 /// an RST).
-pub(crate) fn inspect(medium: Medium, frame: &[u8], port: u16) -> Option<Segment> {
-    let (source, _, at, len) = tcp_segment(medium, frame)?;
-    let tcp = TcpPacket::new_checked(frame.get(at..at.checked_add(len)?)?).ok()?;
+pub(crate) fn inspect(at: &TcpInFrame, frame: &[u8], port: u16) -> Option<Segment> {
+    let tcp = at.segment(frame)?;
     if tcp.dst_port() != port || !tcp.ack() || tcp.syn() || tcp.rst() {
         return None;
     }
@@ -132,10 +128,10 @@ pub(crate) fn inspect(medium: Medium, frame: &[u8], port: u16) -> Option<Segment
             .fold(0u32, u32::saturating_add)
             >= LOST_AFTER_SACKED;
     Some(Segment {
-        source: IpEndpoint::new(source, tcp.src_port()),
+        source: IpEndpoint::new(at.source, tcp.src_port()),
         ack: ack.0 as u32,
         window: tcp.window_len(),
-        payload: len.checked_sub(usize::from(tcp.header_len()))?,
+        payload: at.len.checked_sub(usize::from(tcp.header_len()))?,
         reports_loss,
     })
 }
@@ -155,10 +151,9 @@ pub(crate) type Rewritten = heapless::Vec<u8, MAX_REWRITTEN>;
 /// for a frame larger than a full Ethernet frame). The checksum is updated for the changed
 /// fields only (RFC 1624), so a segment that arrived corrupted stays corrupted and smoltcp
 /// drops it as it would have.
-pub(crate) fn with_ack(medium: Medium, frame: &[u8], ack: u32, window: u16) -> Option<Rewritten> {
-    let (_, _, at, len) = tcp_segment(medium, frame)?;
+pub(crate) fn with_ack(at: &TcpInFrame, frame: &[u8], ack: u32, window: u16) -> Option<Rewritten> {
     let mut copy = Rewritten::from_slice(frame).ok()?;
-    let segment = copy.get_mut(at..at.checked_add(len)?)?;
+    let segment = copy.get_mut(at.at..at.at.checked_add(at.len)?)?;
     let mut tcp = TcpPacket::new_checked(segment).ok()?;
     let old_ack = tcp.ack_number().0 as u32;
     let old_window = tcp.window_len();
@@ -183,9 +178,9 @@ pub(crate) fn with_ack(medium: Medium, frame: &[u8], ack: u32, window: u16) -> O
 
 /// `frame`'s headers without its payload, its sequence number moved past the payload: a pure
 /// ACK that smoltcp accepts in its window and counts as a duplicate.
-pub(crate) fn dup_ack(medium: Medium, frame: &[u8]) -> Option<DupAck> {
-    let (source, destination, at, len) = tcp_segment(medium, frame)?;
-    let tcp = TcpPacket::new_checked(frame.get(at..at.checked_add(len)?)?).ok()?;
+pub(crate) fn dup_ack(at: &TcpInFrame, frame: &[u8]) -> Option<DupAck> {
+    let (source, destination, len) = (at.source, at.destination, at.len);
+    let tcp = at.segment(frame)?;
     // Headers from a corrupted segment must not become a valid one.
     if !tcp.verify_checksum(&source, &destination) {
         return None;
@@ -197,9 +192,9 @@ pub(crate) fn dup_ack(medium: Medium, frame: &[u8]) -> Option<DupAck> {
             .0
             .wrapping_add(i32::try_from(payload).ok()?),
     );
-    let mut copy = DupAck::from_slice(frame.get(..at.checked_add(tcp_header)?)?).ok()?;
-    let (ip, segment) = copy.split_at_mut_checked(at)?;
-    let ip = ip.get_mut(ETHERNET_HEADER..)?;
+    let mut copy = DupAck::from_slice(frame.get(..at.at.checked_add(tcp_header)?)?).ok()?;
+    let (ip, segment) = copy.split_at_mut_checked(at.at)?;
+    let ip = ip.get_mut(at.ip_at..)?;
     match destination {
         IpAddress::Ipv4(_) => {
             // At least the 20-byte header: it parsed as IPv4 above.
@@ -223,59 +218,20 @@ pub(crate) fn dup_ack(medium: Medium, frame: &[u8]) -> Option<DupAck> {
     Some(copy)
 }
 
-/// The source and destination addresses of an unfragmented TCP packet in an Ethernet frame,
-/// and where in the frame its segment starts and how long it is.
-fn tcp_segment(medium: Medium, frame: &[u8]) -> Option<(IpAddress, IpAddress, usize, usize)> {
-    if medium != Medium::Ethernet {
-        return None;
-    }
-    let eth = smoltcp::wire::EthernetFrame::new_checked(frame).ok()?;
-    let packet = match eth.ethertype() {
-        smoltcp::wire::EthernetProtocol::Ipv4 => frame.get(ETHERNET_HEADER..)?,
-        #[cfg(feature = "proto-ipv6")]
-        smoltcp::wire::EthernetProtocol::Ipv6 => frame.get(ETHERNET_HEADER..)?,
-        _ => return None,
-    };
-    match packet.first().map(|b| b >> 4) {
-        Some(4) => {
-            let ip = smoltcp::wire::Ipv4Packet::new_checked(packet).ok()?;
-            if ip.more_frags() || ip.frag_offset() != 0 || ip.next_header() != IpProtocol::Tcp {
-                return None;
-            }
-            let header = usize::from(ip.header_len());
-            let len = usize::from(ip.total_len()).checked_sub(header)?;
-            Some((
-                IpAddress::Ipv4(ip.src_addr()),
-                IpAddress::Ipv4(ip.dst_addr()),
-                ETHERNET_HEADER.checked_add(header)?,
-                len,
-            ))
-        }
-        #[cfg(feature = "proto-ipv6")]
-        Some(6) => {
-            let ip = smoltcp::wire::Ipv6Packet::new_checked(packet).ok()?;
-            if ip.next_header() != IpProtocol::Tcp {
-                return None;
-            }
-            Some((
-                IpAddress::Ipv6(ip.src_addr()),
-                IpAddress::Ipv6(ip.dst_addr()),
-                ETHERNET_HEADER.checked_add(40)?,
-                usize::from(ip.payload_len()),
-            ))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(all(test, feature = "sim"))]
 mod tests {
     use super::*;
     use crate::sim::frames::{self, Peer};
-    use smoltcp::phy::ChecksumCapabilities;
+    use crate::wire::tcp_in_frame;
+    use smoltcp::phy::{ChecksumCapabilities, Medium};
+    use smoltcp::wire::TcpPacket;
     use smoltcp::wire::{EthernetFrame, Ipv4Packet, TcpControl, TcpRepr};
 
     const PORT: u16 = 7;
+
+    fn at(frame: &[u8]) -> Option<TcpInFrame> {
+        tcp_in_frame(Medium::Ethernet, frame)
+    }
 
     fn segment(ack: u32, sack: [Option<(u32, u32)>; 3], payload: &[u8]) -> frames::Frame {
         let (client, server) = (Peer::client_v4(40000), Peer::server_v4(PORT));
@@ -298,10 +254,15 @@ mod tests {
 
     #[test]
     fn three_segments_sacked_above_the_ack_report_a_loss() {
-        let loss =
-            |frame: &[u8], port| inspect(Medium::Ethernet, frame, port).map(|s| s.reports_loss);
+        let loss = |frame: &[u8], port| {
+            tcp_in_frame(Medium::Ethernet, frame)
+                .and_then(|t| inspect(&t, frame, port))
+                .map(|s| s.reports_loss)
+        };
         let lost = segment(1000, [Some((2460, 2460 + 3 * 1460)), None, None], b"data");
-        let seen = inspect(Medium::Ethernet, &lost, PORT).expect("a segment");
+        let seen = at(&lost)
+            .and_then(|t| inspect(&t, &lost, PORT))
+            .expect("a segment");
         assert_eq!((seen.ack, seen.window, seen.payload), (1000, 1000, 4));
         assert_eq!(seen.source, Peer::client_v4(40000).endpoint());
         assert_eq!(loss(&lost, PORT), Some(true));
@@ -314,9 +275,12 @@ mod tests {
         assert_eq!(loss(&segment(1000, [None; 3], b"data"), PORT), Some(false));
         assert_eq!(loss(&lost, PORT + 1), None, "another port");
         for cut in 0..lost.len() {
-            let _ = inspect(Medium::Ethernet, &lost[..cut], PORT);
-            let _ = dup_ack(Medium::Ethernet, &lost[..cut]);
-            let _ = with_ack(Medium::Ethernet, &lost[..cut], 1, 1);
+            let cut = &lost[..cut];
+            if let Some(t) = at(cut) {
+                let _ = inspect(&t, cut, PORT);
+                let _ = dup_ack(&t, cut);
+                let _ = with_ack(&t, cut, 1, 1);
+            }
         }
     }
 
@@ -324,7 +288,11 @@ mod tests {
     fn a_data_segment_with_a_stale_ack_gets_the_newest_one() {
         let mut r = Recovery::NEW;
         let seen = |ack: u32, payload: &[u8]| {
-            inspect(Medium::Ethernet, &segment(ack, [None; 3], payload), PORT).expect("segment")
+            {
+                let f = segment(ack, [None; 3], payload);
+                at(&f).and_then(|t| inspect(&t, &f, PORT))
+            }
+            .expect("segment")
         };
         assert_eq!(r.freshen(&seen(2000, b"x")), None);
         assert_eq!(r.freshen(&seen(3000, b"")), None, "a newer pure ACK");
@@ -358,7 +326,7 @@ mod tests {
         assert_eq!(w.freshen(&seen(u32::MAX - 10, b"d")), Some((5, 1000)));
 
         let stale = segment(2500, [None; 3], b"data");
-        let fixed = with_ack(Medium::Ethernet, &stale, 3000, 77).expect("a copy");
+        let fixed = with_ack(&at(&stale).expect("tcp"), &stale, 3000, 77).expect("a copy");
         let eth = EthernetFrame::new_checked(&fixed[..]).expect("ethernet");
         let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
         let (src, dst) = (
@@ -375,7 +343,7 @@ mod tests {
         let mut corrupted = stale.clone();
         let last = corrupted.len() - 1;
         corrupted[last] ^= 0x40;
-        let fixed = with_ack(Medium::Ethernet, &corrupted, 3000, 77).expect("a copy");
+        let fixed = with_ack(&at(&corrupted).expect("tcp"), &corrupted, 3000, 77).expect("a copy");
         let ip = Ipv4Packet::new_checked(EthernetFrame::new_checked(&fixed[..]).unwrap().payload())
             .unwrap()
             .payload()
@@ -386,7 +354,7 @@ mod tests {
                 .verify_checksum(&src, &dst)
         );
         assert_eq!(
-            dup_ack(Medium::Ethernet, &corrupted),
+            dup_ack(&at(&corrupted).expect("tcp"), &corrupted),
             None,
             "no ACK from a corrupted segment"
         );
@@ -395,7 +363,7 @@ mod tests {
     #[test]
     fn the_duplicate_ack_is_the_headers_without_the_payload_past_it() {
         let lost = segment(1000, [Some((2460, 2460 + 3 * 1460)), None, None], b"data");
-        let ack = dup_ack(Medium::Ethernet, &lost).expect("a copy");
+        let ack = dup_ack(&at(&lost).expect("tcp"), &lost).expect("a copy");
         let eth = EthernetFrame::new_checked(&ack[..]).expect("ethernet");
         let ip = Ipv4Packet::new_checked(eth.payload()).expect("ipv4");
         assert!(ip.verify_checksum());

@@ -195,6 +195,9 @@ pub(crate) struct TcpSlots<'a> {
     /// Slots freed by the idle timeout of a connection that never sent a byte, not yet given
     /// to a waiting client.
     idle_freed: usize,
+    /// Some slot may listen again at its next step. Only a service pass or a reclaim changes
+    /// the slots' phases, so it is counted there, not for every frame.
+    may_free: bool,
 }
 
 impl<'a> TcpSlots<'a> {
@@ -228,12 +231,13 @@ impl<'a> TcpSlots<'a> {
             // Listening at once, so the first SYN finds a listener.
             slot.listening();
         }
-        slots.sort_unstable_by_key(|s| s.handle);
+        sort_by_handle(&mut slots);
         Ok(Self {
             config,
             slots,
             counters: TcpCounters::default(),
             idle_freed: 0,
+            may_free: false,
         })
     }
 
@@ -271,7 +275,7 @@ impl<'a> TcpSlots<'a> {
     /// Whether some slot may listen again at its next step (then it must be served before
     /// the next frame, which may be a SYN).
     pub(crate) fn may_free(&self) -> bool {
-        self.slots.iter().any(|s| s.conn.may_free())
+        self.may_free
     }
 
     /// Whether some slot already serves `peer` (a waiting client that got in meanwhile).
@@ -317,9 +321,10 @@ impl<'a> TcpSlots<'a> {
                 sort |= recycle_slot(slot, sockets, &config);
             }
             if sort {
-                self.slots.sort_unstable_by_key(|s| s.handle);
+                sort_by_handle(&mut self.slots);
             }
         }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
         progressed
     }
 
@@ -360,8 +365,9 @@ impl<'a> TcpSlots<'a> {
         let moved = recycle_slot(slot, sockets, &config);
         let listening = slot.conn.phase() == Phase::Listening;
         if moved {
-            self.slots.sort_unstable_by_key(|s| s.handle);
+            sort_by_handle(&mut self.slots);
         }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
         listening
     }
 
@@ -372,6 +378,22 @@ impl<'a> TcpSlots<'a> {
             .iter()
             .filter_map(|s| s.conn.deadline(&timeouts))
             .min()
+    }
+}
+
+/// Sort the slots by handle, as the socket set iterates. An insertion sort: linear when at
+/// most one slot is out of place (a renewed socket that landed in another entry), and far
+/// smaller in flash than the standard library's sorts.
+fn sort_by_handle(slots: &mut [TcpSlot]) {
+    for i in 1..slots.len() {
+        let mut j = i;
+        while let Some(prev) = j.checked_sub(1) {
+            match (slots.get(prev), slots.get(j)) {
+                (Some(a), Some(b)) if a.handle > b.handle => slots.swap(prev, j),
+                _ => break,
+            }
+            j = prev;
+        }
     }
 }
 
