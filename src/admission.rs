@@ -40,9 +40,9 @@ use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use crate::conn::{Phase, elapsed, later};
 use crate::counters::bump;
 use crate::tcp_server::TcpSlot;
-use crate::wire::{MAX_SYN_FRAME, TcpInFrame, syn_source};
 #[cfg(test)]
 use crate::wire::tcp_in_frame;
+use crate::wire::{MAX_SYN_FRAME, TcpInFrame, syn_source};
 
 /// Half of the pool half-open for this long, none free, means a SYN flood.
 pub(crate) const SYN_PRESSURE_AFTER: Duration = Duration::from_millis(250);
@@ -283,7 +283,7 @@ impl<'a> Admission<'a> {
         frame: &[u8],
         slots: &mut [TcpSlot],
     ) -> Verdict {
-        let Some(source) = syn_source(tcp, frame, self.port) else {
+        let Some(source) = syn_source(tcp, self.port) else {
             return Verdict::Pass;
         };
         if let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(source)) {

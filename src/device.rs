@@ -139,7 +139,7 @@ fn pass<R>(
     let Some(segment) = recovery::inspect(tcp, frame, admission.port()) else {
         return f(frame);
     };
-    let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(segment.source)) else {
+    let Some(slot) = slots.iter_mut().find(|s| s.talks_to(&segment.source)) else {
         return f(frame);
     };
     if let Some((ack, window)) = slot.recovery_mut().freshen(&segment) {

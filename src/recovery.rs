@@ -111,27 +111,27 @@ pub(crate) struct Segment {
 /// `frame` as a [`Segment`], if it is an acknowledging TCP segment to `port` (not a SYN nor
 /// an RST).
 pub(crate) fn inspect(at: &TcpInFrame, frame: &[u8], port: u16) -> Option<Segment> {
-    let tcp = at.segment(frame)?;
-    if tcp.dst_port() != port || !tcp.ack() || tcp.syn() || tcp.rst() {
+    let ack = at.ack?;
+    if at.dst_port != port || at.syn || at.rst {
         return None;
     }
-    let ack = tcp.ack_number();
     // Options beyond 20 bytes: only then can there be SACK blocks.
-    let reports_loss = tcp.header_len() > 20
-        && tcp
+    let reports_loss = at.header_len > 20
+        && at
+            .segment(frame)?
             .selective_ack_ranges()
             .ok()?
             .iter()
             .flatten()
-            .filter(|(left, _)| TcpSeqNumber(*left as i32) > ack)
+            .filter(|(left, _)| seq_before(ack, *left))
             .map(|(left, right)| right.wrapping_sub(*left))
             .fold(0u32, u32::saturating_add)
             >= LOST_AFTER_SACKED;
     Some(Segment {
-        source: IpEndpoint::new(at.source, tcp.src_port()),
-        ack: ack.0 as u32,
-        window: tcp.window_len(),
-        payload: at.len.checked_sub(usize::from(tcp.header_len()))?,
+        source: IpEndpoint::new(at.source, at.src_port),
+        ack,
+        window: at.window,
+        payload: at.len.checked_sub(usize::from(at.header_len))?,
         reports_loss,
     })
 }

@@ -143,6 +143,11 @@ impl TcpSlot {
         (self.peer.port != 0).then_some(self.peer)
     }
 
+    /// Whether `endpoint` (a real one: port 0 is never a peer) is this slot's peer.
+    pub(crate) fn talks_to(&self, endpoint: &IpEndpoint) -> bool {
+        self.peer == *endpoint
+    }
+
     pub(crate) fn proven(&self) -> bool {
         self.proven
     }

@@ -21,6 +21,14 @@ pub(crate) struct TcpInFrame {
     pub(crate) ip_at: usize,
     pub(crate) at: usize,
     pub(crate) len: usize,
+    /// The segment's fields the node reads, from the same parse.
+    pub(crate) src_port: u16,
+    pub(crate) dst_port: u16,
+    pub(crate) syn: bool,
+    pub(crate) ack: Option<u32>,
+    pub(crate) rst: bool,
+    pub(crate) window: u16,
+    pub(crate) header_len: u8,
 }
 
 impl TcpInFrame {
@@ -56,13 +64,14 @@ pub(crate) fn tcp_in_frame(medium: Medium, frame: &[u8]) -> Option<TcpInFrame> {
                 return None;
             }
             let header = usize::from(ip.header_len());
-            Some(TcpInFrame {
-                source: IpAddress::Ipv4(ip.src_addr()),
-                destination: IpAddress::Ipv4(ip.dst_addr()),
+            with_segment(
+                frame,
+                IpAddress::Ipv4(ip.src_addr()),
+                IpAddress::Ipv4(ip.dst_addr()),
                 ip_at,
-                at: ip_at.checked_add(header)?,
-                len: usize::from(ip.total_len()).checked_sub(header)?,
-            })
+                ip_at.checked_add(header)?,
+                usize::from(ip.total_len()).checked_sub(header)?,
+            )
         }
         #[cfg(feature = "proto-ipv6")]
         Some(6) => {
@@ -70,30 +79,56 @@ pub(crate) fn tcp_in_frame(medium: Medium, frame: &[u8]) -> Option<TcpInFrame> {
             if ip.next_header() != IpProtocol::Tcp {
                 return None;
             }
-            Some(TcpInFrame {
-                source: IpAddress::Ipv6(ip.src_addr()),
-                destination: IpAddress::Ipv6(ip.dst_addr()),
+            with_segment(
+                frame,
+                IpAddress::Ipv6(ip.src_addr()),
+                IpAddress::Ipv6(ip.dst_addr()),
                 ip_at,
-                at: ip_at.checked_add(IPV6_HEADER)?,
-                len: usize::from(ip.payload_len()),
-            })
+                ip_at.checked_add(IPV6_HEADER)?,
+                usize::from(ip.payload_len()),
+            )
         }
         _ => None,
     }
 }
 
+/// The segment at `at..at + len` of `frame`, parsed.
+fn with_segment(
+    frame: &[u8],
+    source: IpAddress,
+    destination: IpAddress,
+    ip_at: usize,
+    at: usize,
+    len: usize,
+) -> Option<TcpInFrame> {
+    let tcp = TcpPacket::new_checked(frame.get(at..at.checked_add(len)?)?).ok()?;
+    Some(TcpInFrame {
+        source,
+        destination,
+        ip_at,
+        at,
+        len,
+        src_port: tcp.src_port(),
+        dst_port: tcp.dst_port(),
+        syn: tcp.syn(),
+        ack: tcp.ack().then(|| tcp.ack_number().0 as u32),
+        rst: tcp.rst(),
+        window: tcp.window_len(),
+        header_len: tcp.header_len(),
+    })
+}
+
 /// The sender of `frame` when it is a well-formed initial SYN to TCP port `port`.
 #[cfg(test)]
 pub(crate) fn initial_syn_source(medium: Medium, frame: &[u8], port: u16) -> Option<IpEndpoint> {
-    syn_source(tcp_in_frame(medium, frame).as_ref(), frame, port)
+    syn_source(tcp_in_frame(medium, frame).as_ref(), port)
 }
 
 /// The sender of the segment `tcp` of `frame` when it is an initial SYN to `port`.
-pub(crate) fn syn_source(tcp: Option<&TcpInFrame>, frame: &[u8], port: u16) -> Option<IpEndpoint> {
-    let tcp_in = tcp?;
-    let tcp = tcp_in.segment(frame)?;
-    (tcp.syn() && !tcp.ack() && !tcp.rst() && tcp.dst_port() == port)
-        .then(|| IpEndpoint::new(tcp_in.source, tcp.src_port()))
+pub(crate) fn syn_source(tcp: Option<&TcpInFrame>, port: u16) -> Option<IpEndpoint> {
+    let tcp = tcp?;
+    (tcp.syn && tcp.ack.is_none() && !tcp.rst && tcp.dst_port == port)
+        .then(|| IpEndpoint::new(tcp.source, tcp.src_port))
 }
 
 /// The Ethernet header's length.
