@@ -28,8 +28,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use netns::raw::{Ip, JUNK_KINDS, Junk, Pacer, RawLink, spoofed_syn};
+use netns::raw::{Junk, Kind, Pacer, RawLink, SERVER_MAC, arp_request, ip, peer, spoofed_syn};
 use netns::*;
+use smolecho::sim::frames;
 
 /// How much `tap_server`'s resident memory may grow after the warm-up. Its memory is fixed
 /// (socket buffers in statics, one receive and one transmit frame buffer, a leaked socket
@@ -233,9 +234,7 @@ fn syn_flood(long_lived: bool) {
     });
     let before = latest_stats(&mut server, Duration::from_secs(3));
 
-    let (Ip::V4(sv4), Ip::V6(sv6)) = (Ip::parse(v4), Ip::parse(v6)) else {
-        unreachable!()
-    };
+    let (sv4, sv6) = (v4.parse().expect("IPv4"), v6.parse().expect("IPv6"));
     let flood_start = Instant::now();
     let flooder = thread::spawn(move || {
         let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
@@ -788,9 +787,9 @@ fn malformed_frames_do_not_stop_the_echo() {
             );
             let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
             let mut pacer = Pacer::new(RATE);
-            let mut per_kind = [0usize; JUNK_KINDS.len()];
+            let mut per_kind = [0usize; Kind::ALL.len()];
             let mut send_errors = 0usize;
-            let mut refused_kinds = [0usize; JUNK_KINDS.len()];
+            let mut refused_kinds = [0usize; Kind::ALL.len()];
             let mut last_error = None;
             let mut sent = 0usize;
             let mut slowest = (Duration::ZERO, 0usize);
@@ -801,13 +800,13 @@ fn malformed_frames_do_not_stop_the_echo() {
                     pacer.tick();
                     match link.send(&frame) {
                         Ok(()) => {
-                            per_kind[kind] += 1;
+                            per_kind[kind.index()] += 1;
                             sent += 1;
                         }
                         // The kernel refuses some frames outright (EINVAL); count them.
                         Err(e) => {
                             send_errors += 1;
-                            refused_kinds[kind] += 1;
+                            refused_kinds[kind.index()] += 1;
                             last_error = Some(e.to_string());
                         }
                     }
@@ -838,8 +837,8 @@ fn malformed_frames_do_not_stop_the_echo() {
                  echoes all OK (slowest TCP echo {:.2?} after batch {})",
                 slowest.0, slowest.1
             );
-            for ((kind, n), r) in JUNK_KINDS.iter().zip(per_kind).zip(refused_kinds) {
-                println!("  {n:>6} {kind} ({r} refused by the kernel)");
+            for ((kind, n), r) in Kind::ALL.iter().zip(per_kind).zip(refused_kinds) {
+                println!("  {n:>6} {} ({r} refused by the kernel)", kind.name());
             }
             println!("last send error: {last_error:?}");
             let after = latest_stats(&mut server, Duration::from_secs(3));
@@ -872,15 +871,10 @@ fn udp_echo_survives_a_datagram_from_a_silent_neighbour() {
             assert_eq!(seed_udp_client(SERVER_V4, b"before"), b"before");
             let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
             for (silent, server_ip) in [("192.168.69.77", SERVER_V4), ("fdaa::77", SERVER_V6)] {
-                let (src, dst) = (Ip::parse(silent), Ip::parse(server_ip));
-                let udp = netns::raw::udp_datagram(src, dst, 4242, PORT, b"from nobody");
-                let frame = netns::raw::frame(
-                    netns::raw::SERVER_MAC,
-                    [0x06, 0x77, 0, 0, 0, 0x77],
-                    src,
-                    dst,
-                    17,
-                    &udp,
+                let frame = frames::udp(
+                    &peer([0x06, 0x77, 0, 0, 0, 0x77], ip(silent), 4242),
+                    &peer(SERVER_MAC, ip(server_ip), PORT),
+                    b"from nobody",
                 );
                 link.send(&frame).expect("send");
                 thread::sleep(Duration::from_millis(50));
@@ -919,9 +913,8 @@ fn neighbour_cache_churn_does_not_lock_out_real_clients() {
             let mut server = Server::start(&["--stats", "1"]);
             warm_up(SERVER_V4, 8);
             let memory = Memory::after_warm_up(&server);
-            let Ip::V4(sv4) = Ip::parse(SERVER_V4) else {
-                unreachable!()
-            };
+            let sv4: std::net::Ipv4Addr = SERVER_V4.parse().expect("IPv4");
+            let to_server = peer(SERVER_MAC, sv4, PORT);
             let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
             let mut pacer = Pacer::new(5_000);
             let mut times = Vec::new();
@@ -932,46 +925,28 @@ fn neighbour_cache_churn_does_not_lock_out_real_clients() {
                     let host = if host >= 100 { host + 2 } else { host } as u8;
                     let mac = [0x06, 0x55, 0, 0, round as u8, host];
                     pacer.tick();
-                    link.send(&netns::raw::arp_request(mac, [192, 168, 69, host], sv4))
+                    link.send(&arp_request(mac, [192, 168, 69, host].into(), sv4))
                         .expect("send ARP");
                 }
                 for i in 0..8u32 {
                     // SYNs from 192.168.69.210-249: silent (nobody answers for them).
-                    let src = [192, 168, 69, 210 + ((round * 8 + i) % 40) as u8];
-                    let tcp = netns::raw::Tcp {
-                        src_port: 30000 + (round * 8 + i) as u16,
-                        dst_port: PORT,
-                        seq: round * 1000 + i,
-                        ack: 0,
-                        flags: netns::raw::SYN,
-                        offset_words: None,
-                        window: 64240,
-                        options: vec![2, 4, 0x05, 0xb4],
-                        payload: Vec::new(),
-                    };
-                    let (s, d) = (Ip::V4(src), Ip::V4(sv4));
-                    let frame = netns::raw::frame(
-                        netns::raw::SERVER_MAC,
-                        [0x06, 0x44, 0, 0, 0, src[3]],
-                        s,
-                        d,
-                        6,
-                        &tcp.segment(s, d),
+                    let host = 210 + ((round * 8 + i) % 40) as u8;
+                    let silent = peer(
+                        [0x06, 0x44, 0, 0, 0, host],
+                        std::net::Ipv4Addr::new(192, 168, 69, host),
+                        30000 + (round * 8 + i) as u16,
                     );
+                    let frame = frames::syn(&silent, &to_server, round * 1000 + i);
                     pacer.tick();
                     link.send(&frame).expect("send SYN");
                 }
                 // And one UDP datagram to the echo port from a silent address.
-                let (s, d) = (Ip::V4([192, 168, 69, 250]), Ip::V4(sv4));
-                let udp = netns::raw::udp_datagram(s, d, 4242, PORT, b"from nobody");
-                let frame = netns::raw::frame(
-                    netns::raw::SERVER_MAC,
+                let silent = peer(
                     [0x06, 0x44, 0, 0, 0, 250],
-                    s,
-                    d,
-                    17,
-                    &udp,
+                    std::net::Ipv4Addr::new(192, 168, 69, 250),
+                    4242,
                 );
+                let frame = frames::udp(&silent, &to_server, b"from nobody");
                 link.send(&frame).expect("send UDP");
                 let ip = if round.is_multiple_of(2) {
                     SERVER_V6
