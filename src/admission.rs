@@ -178,6 +178,16 @@ impl<'a> Admission<'a> {
         admission
     }
 
+    /// The service port.
+    pub(crate) fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The clock of the last count of the slots.
+    pub(crate) fn now(&self) -> Instant {
+        self.now
+    }
+
     /// SYNs held back so far.
     pub(crate) fn held(&self) -> u64 {
         self.held

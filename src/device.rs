@@ -2,7 +2,8 @@
 //!
 //! - [`Gate`] shows every received frame to [`Admission`] before smoltcp sees it, and hands
 //!   smoltcp an empty buffer instead of a frame that admission holds (every medium rejects an
-//!   empty frame as truncated before it reaches any state).
+//!   empty frame as truncated before it reaches any state). A frame that reports a loss
+//!   through its SACK blocks also leaves a duplicate ACK to replay ([`recovery`]).
 //! - [`Replay`] hands the interface one saved frame (a held SYN), answering through the real
 //!   device.
 
@@ -10,6 +11,7 @@ use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use smoltcp::time::Instant;
 
 use crate::admission::{Admission, Verdict};
+use crate::recovery::{self, DupAck};
 use crate::tcp_server::TcpSlot;
 
 /// A device whose received frames pass through admission, for one frame at a time.
@@ -19,6 +21,8 @@ pub(crate) struct Gate<'g, 'a, D: ?Sized> {
     slots: &'g mut [TcpSlot],
     /// The verdict on the last frame received.
     verdict: Verdict,
+    /// A duplicate ACK to hand to the interface after the last frame ([`recovery`]).
+    dup_ack: Option<DupAck>,
 }
 
 impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
@@ -32,12 +36,18 @@ impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
             admission,
             slots,
             verdict: Verdict::Pass,
+            dup_ack: None,
         }
     }
 
     /// The verdict on the last frame received.
     pub(crate) fn verdict(&self) -> Verdict {
         self.verdict
+    }
+
+    /// The duplicate ACK the last frame asked for, if any.
+    pub(crate) fn take_dup_ack(&mut self) -> Option<DupAck> {
+        self.dup_ack.take()
     }
 }
 
@@ -54,12 +64,14 @@ impl<'a, D: Device + ?Sized> Device for Gate<'_, 'a, D> {
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let medium = self.inner.capabilities().medium;
         self.verdict = Verdict::Pass;
+        self.dup_ack = None;
         let (rx, tx) = self.inner.receive(timestamp)?;
         let token = GateRxToken {
             inner: rx,
             admission: &mut *self.admission,
             slots: &mut *self.slots,
             verdict: &mut self.verdict,
+            dup_ack: &mut self.dup_ack,
             medium,
         };
         Some((token, tx))
@@ -80,6 +92,7 @@ pub(crate) struct GateRxToken<'t, 'a, T> {
     admission: &'t mut Admission<'a>,
     slots: &'t mut [TcpSlot],
     verdict: &'t mut Verdict,
+    dup_ack: &'t mut Option<DupAck>,
     medium: Medium,
 }
 
@@ -93,12 +106,16 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
             admission,
             slots,
             verdict,
+            dup_ack,
             medium,
         } = self;
         inner.consume(|frame| {
             *verdict = admission.judge(medium, frame, slots);
             match *verdict {
-                Verdict::Pass => f(frame),
+                Verdict::Pass => {
+                    *dup_ack = recovery_needed(medium, frame, admission, slots);
+                    f(frame)
+                }
                 Verdict::Hold | Verdict::Take => f(&[]),
             }
         })
@@ -107,6 +124,21 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
     fn meta(&self) -> phy::PacketMeta {
         self.inner.meta()
     }
+}
+
+/// The duplicate ACK that makes smoltcp retransmit what `frame` reports lost, once per loss.
+fn recovery_needed(
+    medium: Medium,
+    frame: &[u8],
+    admission: &Admission<'_>,
+    slots: &mut [TcpSlot],
+) -> Option<DupAck> {
+    let loss = recovery::reported_loss(medium, frame, admission.port())?;
+    let slot = slots.iter_mut().find(|s| s.peer() == Some(loss.source))?;
+    slot.recovery_mut()
+        .start(loss.ack, admission.now())
+        .then(|| recovery::dup_ack(medium, frame))
+        .flatten()
 }
 
 /// A device that yields one saved frame, then nothing; transmissions go to the real device.

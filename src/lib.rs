@@ -45,12 +45,13 @@
 //! |---|---|---|
 //! | logic | `conn` | the per-connection echo state machine, pure values, no sockets |
 //! | policy | `admission` | which SYN gets a slot, which waits, which slot is taken back |
+//! | policy | `recovery` | fast retransmit from the peer's SACK blocks, which smoltcp ignores |
 //! | wire | `wire` | reading a frame just far enough to recognise an initial SYN |
 //! | socket glue | `tcp_server`, `udp_server`, `tcp_client`, `udp_client` | moving bytes between smoltcp sockets under that logic |
 //! | phy | `device` | the wrappers that show each frame to admission and replay held SYNs |
 //! | iface | `node` | [`EchoNode`]: the pipeline of one poll |
 //! | support | `storage`, `sockets`, `counters`, `quirks` | caller memory, a socket set that cannot panic when full, counters, what depends on smoltcp's internals |
-//! | test | [`sim`] (feature `sim`) | a deterministic in-memory network with a manual clock, and frame builders |
+//! | test | `sim` (feature `sim`) | a deterministic in-memory network with a manual clock, and frame builders |
 //!
 //! **Slots.** The TCP service owns one smoltcp socket per slot, all listening on the service
 //! port. A SYN takes a listening socket; when its connection ends the slot listens again in
@@ -127,6 +128,7 @@ mod device;
 mod error;
 mod node;
 mod quirks;
+mod recovery;
 #[cfg(feature = "sim")]
 pub mod sim;
 mod sockets;

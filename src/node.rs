@@ -18,6 +18,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::admission::{Admission, HeldSyn, Reclaim, Verdict};
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::device::{Gate, Replay};
+use crate::recovery::DUP_ACKS;
 use crate::sockets::Sockets;
 use crate::storage::{TcpBuffers, UdpBuffers};
 use crate::tcp_server::{Overflow, TcpConfig, TcpSlots};
@@ -218,7 +219,15 @@ impl<'a> EchoNode<'a> {
             }
             let mut gate = Gate::new(device, &mut self.admission, self.tcp.slots_mut());
             let result = iface.poll_ingress_single(now, &mut gate, sockets);
-            if gate.verdict() == Verdict::Take
+            let (verdict, dup_ack) = (gate.verdict(), gate.take_dup_ack());
+            if let Some(dup_ack) = dup_ack {
+                // Three pure duplicate ACKs: smoltcp's own fast retransmit.
+                for _ in 0..DUP_ACKS {
+                    iface.poll_ingress_single(now, &mut Replay::new(device, &dup_ack), sockets);
+                }
+                self.tcp.count_recovery();
+            }
+            if verdict == Verdict::Take
                 && let Some((slot, how)) = self.admission.victim(self.tcp.slots())
             {
                 progressed |= self.take_back(now, iface, device, sockets, slot, how);

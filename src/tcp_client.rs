@@ -117,7 +117,11 @@ pub(crate) enum TcpClientState {
     Closing,
 }
 
-/// A TCP echo client; see the [module docs](self).
+/// The seed's TCP echo client as a state machine over one smoltcp socket.
+///
+/// It connects, streams a message (of any length: the send side refills as the window
+/// opens), verifies every echoed byte against it as it arrives, closes, and reports a
+/// [`TcpOutcome`] with the round-trip time. It is driven by the same poll loop as the node.
 #[derive(Debug)]
 pub struct TcpEchoClient<'m> {
     handle: SocketHandle,

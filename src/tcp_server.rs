@@ -20,6 +20,7 @@ use crate::admission::Reclaim;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
+use crate::recovery::Recovery;
 use crate::sockets::Sockets;
 
 /// Bytes moved per copy when echoing. The scratch buffer lives on the stack: on
@@ -110,6 +111,8 @@ pub struct TcpSlot {
     proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
+    /// Loss recovery from the peer's SACK blocks.
+    recovery: Recovery,
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -125,6 +128,7 @@ impl TcpSlot {
         peer: NO_PEER,
         proven: false,
         recycle: false,
+        recovery: Recovery::NEW,
     };
 
     pub(crate) fn conn(&self) -> &EchoConn {
@@ -155,10 +159,15 @@ impl TcpSlot {
         }
     }
 
+    pub(crate) fn recovery_mut(&mut self) -> &mut Recovery {
+        &mut self.recovery
+    }
+
     fn listening(&mut self) {
         self.conn.listening();
         self.peer = NO_PEER;
         self.proven = false;
+        self.recovery = Recovery::NEW;
     }
 }
 
@@ -239,6 +248,11 @@ impl<'a> TcpSlots<'a> {
     /// The slots' socket handles.
     pub(crate) fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
         self.slots.iter().filter_map(|s| s.handle)
+    }
+
+    /// Duplicate ACKs handed to smoltcp to start a fast retransmit.
+    pub(crate) fn count_recovery(&mut self) {
+        bump(&mut self.counters.sack_recoveries, 1);
     }
 
     /// Slots serving a client.

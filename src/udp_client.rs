@@ -101,7 +101,11 @@ struct Pending {
     sent_at: Instant,
 }
 
-/// A UDP echo client; see the [module docs](self).
+/// The seed's UDP echo client as a state machine over one smoltcp socket.
+///
+/// It sends a datagram, waits for a reply from the same endpoint with the same payload, and
+/// resends after a timeout, a bounded number of times. Replies that do not match (another
+/// sender, another payload: a late answer to an earlier run) are ignored and counted.
 #[derive(Debug)]
 pub struct UdpEchoClient<'m> {
     handle: SocketHandle,
