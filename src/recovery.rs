@@ -100,7 +100,11 @@ pub(crate) fn dup_ack(medium: Medium, frame: &[u8]) -> Option<DupAck> {
     let tcp = TcpPacket::new_checked(frame.get(at..at.checked_add(len)?)?).ok()?;
     let tcp_header = usize::from(tcp.header_len());
     let payload = len.checked_sub(tcp_header)?;
-    let next_seq = tcp.seq_number() + payload;
+    let next_seq = TcpSeqNumber(
+        tcp.seq_number()
+            .0
+            .wrapping_add(i32::try_from(payload).ok()?),
+    );
     let mut copy = DupAck::from_slice(frame.get(..at.checked_add(tcp_header)?)?).ok()?;
     let (ip, segment) = copy.split_at_mut_checked(at)?;
     let ip = ip.get_mut(ETHERNET_HEADER..)?;
