@@ -18,7 +18,8 @@
 # BENCH_SERVER_BIN, BENCH_SERVER_ARGS (extra tap_server options), BENCH_NO_BUILD=1,
 # BENCH_LWIP_SRC (the lwIP peer's directory, benches/lwip: its build.sh OUTDIR makes
 # OUTDIR/lwip_echo; without it the lwIP column says n/a),
-# BENCH_LOG_DIR (keep every log: relay counters, server output), CARGO_TARGET_DIR.
+# BENCH_LOG_DIR (keep every log: relay counters, server output), BENCH_PCAP_DIR (tap_server
+# records each measurement there, RUN-LINK-tap_server-KIND.pcap), CARGO_TARGET_DIR.
 #
 # Links, both directions (the relay's profiles, tests/netns/impair.rs):
 #   reorder  0.2-0.6 ms uniform random delay per frame (reorders), no loss; 20 MB bulk
@@ -187,8 +188,10 @@ start_peer() { # PEER LOGFILE: the user-space servers start fresh for every meas
   case $1 in
     tap_server)
       # shellcheck disable=SC2086 # BENCH_SERVER_ARGS is a list of options
+      local pcap=()
+      [ -n "${BENCH_PCAP_DIR:-}" ] && pcap=(--pcap "$BENCH_PCAP_DIR/$(basename "$2" .server).pcap")
       ip netns exec "$rel" "$server_bin" --tap tapS --ip 10.77.9.2/24 --port "$port" --slots 8 \
-        ${BENCH_SERVER_ARGS:-} >"$2" 2>&1 &
+        "${pcap[@]}" ${BENCH_SERVER_ARGS:-} >"$2" 2>&1 &
       peer_pid=$!
       wait_line "$2" "listening on" "$peer_pid" tap_server ;;
     lwip)

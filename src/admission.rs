@@ -32,6 +32,7 @@
 //! carries out its verdicts.
 
 use managed::ManagedSlice;
+#[cfg(test)]
 use smoltcp::phy::Medium;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
@@ -39,7 +40,9 @@ use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 use crate::conn::{Phase, elapsed, later};
 use crate::counters::bump;
 use crate::tcp_server::TcpSlot;
-use crate::wire::{MAX_SYN_FRAME, initial_syn_source};
+use crate::wire::{MAX_SYN_FRAME, TcpInFrame, syn_source};
+#[cfg(test)]
+use crate::wire::tcp_in_frame;
 
 /// Half of the pool half-open for this long, none free, means a SYN flood.
 pub(crate) const SYN_PRESSURE_AFTER: Duration = Duration::from_millis(250);
@@ -267,9 +270,20 @@ impl<'a> Admission<'a> {
         self.pressure_until
     }
 
-    /// Judge one received frame.
+    /// Judge one received frame (unit tests; the node parses each frame once for all).
+    #[cfg(test)]
     pub(crate) fn judge(&mut self, medium: Medium, frame: &[u8], slots: &mut [TcpSlot]) -> Verdict {
-        let Some(source) = initial_syn_source(medium, frame, self.port) else {
+        self.judge_parsed(tcp_in_frame(medium, frame).as_ref(), frame, slots)
+    }
+
+    /// Judge one received frame, whose TCP segment (if any) is already found.
+    pub(crate) fn judge_parsed(
+        &mut self,
+        tcp: Option<&TcpInFrame>,
+        frame: &[u8],
+        slots: &mut [TcpSlot],
+    ) -> Verdict {
+        let Some(source) = syn_source(tcp, frame, self.port) else {
             return Verdict::Pass;
         };
         if let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(source)) {

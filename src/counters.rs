@@ -26,6 +26,9 @@ pub struct TcpCounters {
     /// Losses the peer reported with SACK blocks, for which smoltcp was made to retransmit at
     /// once instead of after its 1 s minimum timeout.
     pub sack_recoveries: u64,
+    /// Data segments that arrived with an older ACK than their sender had already sent (a
+    /// reordering link), handed to smoltcp with the newest one so it keeps their data.
+    pub stale_acks: u64,
     /// Bytes taken from receive buffers.
     pub bytes_in: u64,
     /// Bytes queued into transmit buffers.

@@ -13,6 +13,7 @@ use smoltcp::time::Instant;
 use crate::admission::{Admission, Verdict};
 use crate::recovery::{self, DupAck};
 use crate::tcp_server::TcpSlot;
+use crate::wire::{self, TcpInFrame};
 
 /// A device whose received frames pass through admission, for one frame at a time.
 pub(crate) struct Gate<'g, 'a, D: ?Sized> {
@@ -110,13 +111,12 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
             medium,
         } = self;
         inner.consume(|frame| {
-            *verdict = admission.judge(medium, frame, slots);
-            match *verdict {
-                Verdict::Pass => {
-                    *dup_ack = recovery_needed(medium, frame, admission, slots);
-                    f(frame)
-                }
-                Verdict::Hold | Verdict::Take => f(&[]),
+            let tcp = wire::tcp_in_frame(medium, frame);
+            *verdict = admission.judge_parsed(tcp.as_ref(), frame, slots);
+            match (*verdict, tcp) {
+                (Verdict::Pass, Some(tcp)) => pass(&tcp, frame, admission, slots, dup_ack, f),
+                (Verdict::Pass, None) => f(frame),
+                (Verdict::Hold | Verdict::Take, _) => f(&[]),
             }
         })
     }
@@ -126,19 +126,49 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
     }
 }
 
-/// The duplicate ACK that makes smoltcp retransmit what `frame` reports lost, once per loss.
-fn recovery_needed(
-    medium: Medium,
+/// Hand `frame` to `f`, reshaped where [`recovery`] says smoltcp would lose data or time on
+/// it; a loss the frame reports leaves a duplicate ACK in `dup_ack`.
+fn pass<R>(
+    tcp: &TcpInFrame,
     frame: &[u8],
     admission: &Admission<'_>,
     slots: &mut [TcpSlot],
-) -> Option<DupAck> {
-    let loss = recovery::reported_loss(medium, frame, admission.port())?;
-    let slot = slots.iter_mut().find(|s| s.peer() == Some(loss.source))?;
-    slot.recovery_mut()
-        .start(loss.ack, admission.now())
-        .then(|| recovery::dup_ack(medium, frame))
-        .flatten()
+    dup_ack: &mut Option<DupAck>,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    let Some(segment) = recovery::inspect(tcp, frame, admission.port()) else {
+        return f(frame);
+    };
+    let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(segment.source)) else {
+        return f(frame);
+    };
+    if let Some((ack, window)) = slot.recovery_mut().freshen(&segment) {
+        slot.count_stale_ack();
+        return pass_rewritten(tcp, frame, ack, window, f);
+    }
+    if segment.reports_loss
+        && let Some(ack) = recovery::dup_ack(tcp, frame)
+        && slot.recovery_mut().start(segment.ack, admission.now())
+    {
+        *dup_ack = Some(ack);
+    }
+    f(frame)
+}
+
+/// Hand `f` a copy of `frame` with acknowledgement `ack` and window `window`. Not inlined:
+/// the copy's buffer is on the stack only while this runs.
+#[inline(never)]
+fn pass_rewritten<R>(
+    tcp: &TcpInFrame,
+    frame: &[u8],
+    ack: u32,
+    window: u16,
+    f: impl FnOnce(&[u8]) -> R,
+) -> R {
+    match recovery::with_ack(tcp, frame, ack, window) {
+        Some(copy) => f(&copy),
+        None => f(frame),
+    }
 }
 
 /// A device that yields one saved frame, then nothing; transmissions go to the real device.

@@ -46,6 +46,8 @@ impl<'a> EchoNode<'a> {
     ///
     /// Fails, having added nothing, when a port is 0, there are no slots, a buffer is too
     /// small, or the set has no room for every socket.
+    // Inlined: firmware calls it once, and its frame would otherwise add to the boot stack.
+    #[inline]
     pub fn new(
         sockets: &mut Sockets<'a>,
         tcp: TcpConfig,

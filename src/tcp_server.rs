@@ -111,8 +111,10 @@ pub struct TcpSlot {
     proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
-    /// Loss recovery from the peer's SACK blocks.
+    /// Loss recovery from the peer's SACK blocks, and its newest ACK.
     recovery: Recovery,
+    /// Segments handed in with a newer ACK, not yet added to the counters.
+    stale_acks: u32,
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -129,6 +131,7 @@ impl TcpSlot {
         proven: false,
         recycle: false,
         recovery: Recovery::NEW,
+        stale_acks: 0,
     };
 
     pub(crate) fn conn(&self) -> &EchoConn {
@@ -163,6 +166,11 @@ impl TcpSlot {
         &mut self.recovery
     }
 
+    /// A segment of this slot's peer was handed in with a newer ACK than it carried.
+    pub(crate) fn count_stale_ack(&mut self) {
+        self.stale_acks = self.stale_acks.wrapping_add(1);
+    }
+
     fn listening(&mut self) {
         self.conn.listening();
         self.peer = NO_PEER;
@@ -187,6 +195,9 @@ pub(crate) struct TcpSlots<'a> {
     /// Slots freed by the idle timeout of a connection that never sent a byte, not yet given
     /// to a waiting client.
     idle_freed: usize,
+    /// Some slot may listen again at its next step. Only a service pass or a reclaim changes
+    /// the slots' phases, so it is counted there, not for every frame.
+    may_free: bool,
 }
 
 impl<'a> TcpSlots<'a> {
@@ -220,12 +231,13 @@ impl<'a> TcpSlots<'a> {
             // Listening at once, so the first SYN finds a listener.
             slot.listening();
         }
-        slots.sort_unstable_by_key(|s| s.handle);
+        sort_by_handle(&mut slots);
         Ok(Self {
             config,
             slots,
             counters: TcpCounters::default(),
             idle_freed: 0,
+            may_free: false,
         })
     }
 
@@ -263,7 +275,7 @@ impl<'a> TcpSlots<'a> {
     /// Whether some slot may listen again at its next step (then it must be served before
     /// the next frame, which may be a SYN).
     pub(crate) fn may_free(&self) -> bool {
-        self.slots.iter().any(|s| s.conn.may_free())
+        self.may_free
     }
 
     /// Whether some slot already serves `peer` (a waiting client that got in meanwhile).
@@ -290,6 +302,8 @@ impl<'a> TcpSlots<'a> {
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
+                bump(&mut counters.stale_acks, u64::from(slot.stale_acks));
+                slot.stale_acks = 0;
                 if let Some(socket) = socket {
                     let holder = slot.conn.idle_holder_since().is_some();
                     let timed_out = counters.timed_out;
@@ -307,9 +321,10 @@ impl<'a> TcpSlots<'a> {
                 sort |= recycle_slot(slot, sockets, &config);
             }
             if sort {
-                self.slots.sort_unstable_by_key(|s| s.handle);
+                sort_by_handle(&mut self.slots);
             }
         }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
         progressed
     }
 
@@ -350,8 +365,9 @@ impl<'a> TcpSlots<'a> {
         let moved = recycle_slot(slot, sockets, &config);
         let listening = slot.conn.phase() == Phase::Listening;
         if moved {
-            self.slots.sort_unstable_by_key(|s| s.handle);
+            sort_by_handle(&mut self.slots);
         }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
         listening
     }
 
@@ -362,6 +378,22 @@ impl<'a> TcpSlots<'a> {
             .iter()
             .filter_map(|s| s.conn.deadline(&timeouts))
             .min()
+    }
+}
+
+/// Sort the slots by handle, as the socket set iterates. An insertion sort: linear when at
+/// most one slot is out of place (a renewed socket that landed in another entry), and far
+/// smaller in flash than the standard library's sorts.
+fn sort_by_handle(slots: &mut [TcpSlot]) {
+    for i in 1..slots.len() {
+        let mut j = i;
+        while let Some(prev) = j.checked_sub(1) {
+            match (slots.get(prev), slots.get(j)) {
+                (Some(a), Some(b)) if a.handle > b.handle => slots.swap(prev, j),
+                _ => break,
+            }
+            j = prev;
+        }
     }
 }
 

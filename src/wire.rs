@@ -12,62 +12,96 @@ use smoltcp::wire::{IpAddress, IpEndpoint, IpProtocol, TcpPacket};
 /// (14 + 60 + 60). A larger initial SYN is not kept (it is held or passed, never replayed).
 pub(crate) const MAX_SYN_FRAME: usize = 134;
 
-/// The sender of `frame` when it is a well-formed initial SYN to TCP port `port`.
-pub(crate) fn initial_syn_source(medium: Medium, frame: &[u8], port: u16) -> Option<IpEndpoint> {
-    let (source, IpProtocol::Tcp, segment) = ip_payload(medium, frame)? else {
-        return None;
-    };
-    let tcp = TcpPacket::new_checked(segment).ok()?;
-    (tcp.syn() && !tcp.ack() && !tcp.rst() && tcp.dst_port() == port)
-        .then(|| IpEndpoint::new(source, tcp.src_port()))
+/// Where a TCP segment sits in a frame: its addresses, where its IP header and the segment
+/// start, and the segment's length (as the IP header says, without link padding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TcpInFrame {
+    pub(crate) source: IpAddress,
+    pub(crate) destination: IpAddress,
+    pub(crate) ip_at: usize,
+    pub(crate) at: usize,
+    pub(crate) len: usize,
 }
 
-/// The source, transport protocol and payload of an unfragmented IP packet inside `frame`.
-fn ip_payload(medium: Medium, frame: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
-    match medium {
+impl TcpInFrame {
+    /// The segment of `frame` (the frame this was parsed from).
+    pub(crate) fn segment<'f>(&self, frame: &'f [u8]) -> Option<TcpPacket<&'f [u8]>> {
+        TcpPacket::new_checked(frame.get(self.at..self.at.checked_add(self.len)?)?).ok()
+    }
+}
+
+/// The TCP segment of an unfragmented IPv4 or IPv6 packet in `frame`, parsed once per frame
+/// for admission and recovery alike.
+pub(crate) fn tcp_in_frame(medium: Medium, frame: &[u8]) -> Option<TcpInFrame> {
+    let ip_at = match medium {
         Medium::Ethernet => {
             let eth = smoltcp::wire::EthernetFrame::new_checked(frame).ok()?;
             match eth.ethertype() {
-                smoltcp::wire::EthernetProtocol::Ipv4 => ipv4_payload(eth.payload()),
+                smoltcp::wire::EthernetProtocol::Ipv4 => ETHERNET_HEADER,
                 #[cfg(feature = "proto-ipv6")]
-                smoltcp::wire::EthernetProtocol::Ipv6 => ipv6_payload(eth.payload()),
-                _ => None,
+                smoltcp::wire::EthernetProtocol::Ipv6 => ETHERNET_HEADER,
+                _ => return None,
             }
         }
-        // Raw IP: the version nibble tells the family.
         #[cfg(feature = "medium-ip")]
-        Medium::Ip => match frame.first().map(|b| b >> 4) {
-            Some(4) => ipv4_payload(frame),
-            #[cfg(feature = "proto-ipv6")]
-            Some(6) => ipv6_payload(frame),
-            _ => None,
-        },
+        Medium::Ip => 0,
         #[allow(unreachable_patterns)]
+        _ => return None,
+    };
+    let packet = frame.get(ip_at..)?;
+    match packet.first().map(|b| b >> 4) {
+        Some(4) => {
+            let ip = smoltcp::wire::Ipv4Packet::new_checked(packet).ok()?;
+            if ip.more_frags() || ip.frag_offset() != 0 || ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            let header = usize::from(ip.header_len());
+            Some(TcpInFrame {
+                source: IpAddress::Ipv4(ip.src_addr()),
+                destination: IpAddress::Ipv4(ip.dst_addr()),
+                ip_at,
+                at: ip_at.checked_add(header)?,
+                len: usize::from(ip.total_len()).checked_sub(header)?,
+            })
+        }
+        #[cfg(feature = "proto-ipv6")]
+        Some(6) => {
+            let ip = smoltcp::wire::Ipv6Packet::new_checked(packet).ok()?;
+            if ip.next_header() != IpProtocol::Tcp {
+                return None;
+            }
+            Some(TcpInFrame {
+                source: IpAddress::Ipv6(ip.src_addr()),
+                destination: IpAddress::Ipv6(ip.dst_addr()),
+                ip_at,
+                at: ip_at.checked_add(IPV6_HEADER)?,
+                len: usize::from(ip.payload_len()),
+            })
+        }
         _ => None,
     }
 }
 
-fn ipv4_payload(packet: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
-    let ip = smoltcp::wire::Ipv4Packet::new_checked(packet).ok()?;
-    if ip.more_frags() || ip.frag_offset() != 0 {
-        return None;
-    }
-    Some((
-        IpAddress::Ipv4(ip.src_addr()),
-        ip.next_header(),
-        ip.payload(),
-    ))
+/// The sender of `frame` when it is a well-formed initial SYN to TCP port `port`.
+#[cfg(test)]
+pub(crate) fn initial_syn_source(medium: Medium, frame: &[u8], port: u16) -> Option<IpEndpoint> {
+    syn_source(tcp_in_frame(medium, frame).as_ref(), frame, port)
 }
 
-#[cfg(feature = "proto-ipv6")]
-fn ipv6_payload(packet: &[u8]) -> Option<(IpAddress, IpProtocol, &[u8])> {
-    let ip = smoltcp::wire::Ipv6Packet::new_checked(packet).ok()?;
-    Some((
-        IpAddress::Ipv6(ip.src_addr()),
-        ip.next_header(),
-        ip.payload(),
-    ))
+/// The sender of the segment `tcp` of `frame` when it is an initial SYN to `port`.
+pub(crate) fn syn_source(tcp: Option<&TcpInFrame>, frame: &[u8], port: u16) -> Option<IpEndpoint> {
+    let tcp_in = tcp?;
+    let tcp = tcp_in.segment(frame)?;
+    (tcp.syn() && !tcp.ack() && !tcp.rst() && tcp.dst_port() == port)
+        .then(|| IpEndpoint::new(tcp_in.source, tcp.src_port()))
 }
+
+/// The Ethernet header's length.
+const ETHERNET_HEADER: usize = 14;
+
+/// The fixed IPv6 header's length.
+#[cfg(feature = "proto-ipv6")]
+const IPV6_HEADER: usize = 40;
 
 #[cfg(all(test, feature = "sim"))]
 mod tests {
