@@ -150,6 +150,15 @@ pub fn udp(src: &Peer, dst: &Peer, payload: &[u8]) -> Frame {
     })
 }
 
+/// An IP packet from `src`'s to `dst`'s address (the ports are not used) carrying `payload`
+/// as `protocol`: for protocols the builders above do not make, and for payloads a test
+/// breaks byte by byte.
+pub fn ip(src: &Peer, dst: &Peer, protocol: IpProtocol, payload: &[u8]) -> Frame {
+    ip_frame(src, dst, protocol, payload.len(), |buf| {
+        buf.iter_mut().zip(payload).for_each(|(b, p)| *b = *p);
+    })
+}
+
 /// Ethernet + IP header for a `len`-byte transport payload written by `emit`. A payload that
 /// does not fit a frame gives an empty frame (no test sends one on purpose).
 fn ip_frame(
