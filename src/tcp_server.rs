@@ -111,6 +111,8 @@ pub struct TcpSlot {
     proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
+    /// The peer retransmitted its SYN: give the socket a fresh entry (no neighbour silence).
+    nudge: bool,
     /// Loss recovery from the peer's SACK blocks, and its newest ACK.
     recovery: Recovery,
     /// Segments handed in with a newer ACK, not yet added to the counters.
@@ -130,6 +132,7 @@ impl TcpSlot {
         peer: NO_PEER,
         proven: false,
         recycle: false,
+        nudge: false,
         recovery: Recovery::NEW,
         stale_acks: 0,
     };
@@ -155,6 +158,7 @@ impl TcpSlot {
     /// Record a sign of life from the peer (a retransmitted SYN).
     pub(crate) fn prove(&mut self) {
         self.proven = true;
+        self.nudge = true;
     }
 
     /// A slot in the state `conn` with `peer` (unit tests of the admission policy).
@@ -300,6 +304,8 @@ impl<'a> TcpSlots<'a> {
         let mut recycle = false;
         let config = self.config;
         let timeouts = config.timeouts(handshake);
+        // A proven client is no flood: the configured handshake limit, not the flood's.
+        let proven_timeouts = config.timeouts(config.handshake_timeout);
         let counters = &mut self.counters;
         let idle_freed = &mut self.idle_freed;
         pair_by_handle::<_, tcp::Socket>(
@@ -312,7 +318,12 @@ impl<'a> TcpSlots<'a> {
                 if let Some(socket) = socket {
                     let holder = slot.conn.idle_holder_since().is_some();
                     let timed_out = counters.timed_out;
-                    progressed |= drive(slot, socket, now, &config, &timeouts, counters);
+                    let limits = if slot.proven {
+                        &proven_timeouts
+                    } else {
+                        &timeouts
+                    };
+                    progressed |= drive(slot, socket, now, &config, limits, counters);
                     recycle |= slot.recycle;
                     if holder && counters.timed_out != timed_out {
                         *idle_freed = idle_freed.saturating_add(1);
@@ -320,6 +331,19 @@ impl<'a> TcpSlots<'a> {
                 }
             },
         );
+        let mut nudged = false;
+        for slot in self.slots.iter_mut().filter(|s| s.nudge) {
+            slot.nudge = false;
+            if let Some(old) = slot.handle
+                && let Some(handle) = renew(sockets, old, |_| {})
+            {
+                slot.handle = Some(handle);
+                nudged |= handle != old;
+            }
+        }
+        if nudged {
+            sort_by_handle(&mut self.slots);
+        }
         if recycle {
             let mut sort = false;
             for slot in self.slots.iter_mut().filter(|s| s.recycle) {
