@@ -1,0 +1,195 @@
+//! Liveness over a link that only reorders (issue 9, point 1): a bulk echo must finish by a
+//! deadline in simulated time and never stall, not only return every byte.
+//!
+//! The link delays every frame by 0.2-0.6 ms (uniform, seeded) in both directions on a
+//! 1 Gbit/s line, so frames overtake each other as on the impaired-link test bed; nothing is
+//! lost. The clients are [`LinuxPeer`] (a raw-frame TCP that behaves like the Linux kernel
+//! where liveness depends on it: RACK, RTO back-off from 200 ms, retransmissions re-cut to the
+//! window, the `tcp_sequence` check) and smoltcp's own socket.
+//!
+//! The stall bound is Linux's minimum RTO (200 ms): a link that only reorders loses nothing,
+//! so no byte should ever wait for a retransmission timeout. The deadline is about twice what
+//! the fixed server needs.
+//!
+//! `SMOLECHO_SEEDS=N` runs seeds `1..=N` (default 2); a failure names its seed.
+//!
+//! With the firmware's smoltcp configuration (`.ci/10-core.sh` builds it with the
+//! firmware's assembler size through `SMOLTCP_ASSEMBLER_MAX_SEGMENT_COUNT`), the firmware
+//! scenario runs with the firmware's buffers.
+
+mod common;
+
+use common::linux_peer::{LinuxPeer, PeerConfig};
+use common::*;
+use smolecho::sim::{Delay, Link, Side};
+use smolecho::smoltcp::time::{Duration, Instant};
+use smolecho::{TcpClientConfig, TcpConfig, TcpOutcome};
+
+/// 0.2-0.6 ms per frame on a 1 Gbit/s line: the issue's reordering-only link.
+pub const REORDER: Delay = Delay {
+    min: Duration::from_micros(200),
+    max: Duration::from_micros(600),
+    ns_per_byte: 8,
+};
+
+/// No byte waits this long (Linux's minimum retransmission timeout).
+const STALL_BOUND: Duration = Duration::from_millis(200);
+
+pub fn reordering_link(seed: u64) -> Box<Link<LINK_FRAMES>> {
+    let mut link = Box::new(Link::seeded(seed));
+    link.set_delay(Side::A, Some(REORDER));
+    link.set_delay(Side::B, Some(REORDER));
+    link
+}
+
+fn seeds() -> Vec<u64> {
+    let n = std::env::var("SMOLECHO_SEEDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(2);
+    (1..=n).collect()
+}
+
+/// One bulk echo of `bytes` by a Linux-like client through a server of `SLOTS` slots of
+/// `RX`/`TX` bytes; `Err` says what went wrong.
+fn linux_bulk<const SLOTS: usize, const RX: usize, const TX: usize>(
+    seed: u64,
+    bytes: usize,
+    deadline: Duration,
+) -> Result<String, String> {
+    let mut w =
+        World::<SLOTS>::on_link::<RX, TX, 8, 1472>(reordering_link(seed), TcpConfig::on_port(PORT));
+    w.step = Duration::from_micros(100);
+    let data = pattern(bytes);
+    let mut peer = LinuxPeer::new(PeerConfig::LINUX, SERVER_V4, data, seed as u32);
+    w.run_wire(&mut peer, deadline + Duration::from_secs(30), |_, _| false);
+    let now = w.now;
+    let gap = peer.longest_gap(now);
+    let report = format!(
+        "seed {seed}: {} of {bytes} B echoed, done at {:?}, longest gap {gap} (from {:?}), \
+         peer {:?}, server {:?}",
+        peer.echoed,
+        peer.echo_done_at
+            .map(|t| Duration::from_micros(t.total_micros() as u64)),
+        peer.longest_gap_from.map(|t| t.total_micros()),
+        peer.stats,
+        w.node.tcp_counters()
+    );
+    let late = peer
+        .echo_done_at
+        .is_none_or(|t| t > Instant::ZERO + deadline);
+    if peer.mismatch || peer.was_reset() || !peer.echo_complete() || late || gap >= STALL_BOUND {
+        return Err(report);
+    }
+    Ok(report)
+}
+
+fn all_seeds(run: impl Fn(u64) -> Result<String, String>) {
+    let mut failed = Vec::new();
+    for seed in seeds() {
+        match run(seed) {
+            Ok(report) => println!("{report}"),
+            Err(report) => {
+                eprintln!("FAILED {report}");
+                failed.push(seed);
+            }
+        }
+    }
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
+}
+
+/// tap_server's buffers (128 KiB each way): 20 MB.
+#[test]
+fn a_linux_client_echoes_20_mb_over_a_reordering_link_without_a_stall() {
+    all_seeds(|seed| {
+        linux_bulk::<1, { 128 * 1024 }, { 128 * 1024 }>(seed, 20 << 20, Duration::from_millis(2500))
+    });
+}
+
+/// The firmware's buffers (examples/qemu-mps2/src/net.rs: 4 slots of 2 KiB + 2 KiB): one
+/// segment in flight each way. Its deadline follows from the window: about 14 Mbit/s.
+#[test]
+fn a_linux_client_echoes_through_firmware_sized_buffers_without_a_stall() {
+    all_seeds(|seed| linux_bulk::<4, 2048, 2048>(seed, 2 << 20, Duration::from_millis(2500)));
+}
+
+/// smoltcp's own TCP as the client, streaming and reading at once, with its progress gauged.
+struct Gauged {
+    run: TcpRun,
+    last: (Instant, usize),
+    longest_gap: Duration,
+}
+
+impl Actor for Gauged {
+    fn step(
+        &mut self,
+        now: Instant,
+        iface: &mut smolecho::smoltcp::iface::Interface,
+        sockets: &mut smolecho::smoltcp::iface::SocketSet<'static>,
+    ) -> bool {
+        let moved = self.run.step(now, iface, sockets);
+        let verified = self.run.client.verified();
+        if verified != self.last.1 {
+            self.longest_gap = self.longest_gap.max(now - self.last.0);
+            self.last = (now, verified);
+        }
+        moved
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.run.poll_at()
+    }
+
+    fn finished(&self) -> bool {
+        self.run.finished()
+    }
+}
+
+#[test]
+fn a_smoltcp_client_echoes_8_mb_over_a_reordering_link_without_a_stall() {
+    const BUF: usize = 128 * 1024;
+    let deadline = Duration::from_secs(3);
+    all_seeds(|seed| {
+        let mut w = World::<1>::on_link::<BUF, BUF, 8, 1472>(
+            reordering_link(seed),
+            TcpConfig::on_port(PORT),
+        );
+        w.step = Duration::from_micros(100);
+        let message = pattern(8 << 20);
+        let run = TcpRun::new::<BUF, BUF>(
+            &mut w.client_sockets,
+            TcpClientConfig {
+                timeout: Duration::from_secs(60),
+                half_close: false,
+            },
+            server_v4(),
+            41000,
+            message,
+        );
+        let mut gauged = Gauged {
+            run,
+            last: (Instant::ZERO, 0),
+            longest_gap: Duration::ZERO,
+        };
+        w.run_until(
+            &mut [&mut gauged],
+            deadline + Duration::from_secs(30),
+            |_| false,
+        );
+        let outcome = gauged.run.outcome();
+        let report = format!(
+            "seed {seed}: {outcome:?}, {} B verified, longest gap {}, server {:?}",
+            gauged.run.client.verified(),
+            gauged.longest_gap,
+            w.node.tcp_counters()
+        );
+        let on_time = matches!(
+            outcome,
+            Some(TcpOutcome::Echoed { bytes, rtt, .. }) if bytes == message.len() && rtt <= deadline
+        );
+        if !on_time || gauged.longest_gap >= STALL_BOUND {
+            return Err(report);
+        }
+        Ok(report)
+    });
+}
