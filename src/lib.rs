@@ -103,6 +103,7 @@ pub mod node;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod sockets;
+pub mod stale_ack;
 pub mod tcp_client;
 pub mod tcp_server;
 pub mod udp_client;

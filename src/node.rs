@@ -7,6 +7,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::Error;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::sockets::Sockets;
+use crate::stale_ack::{StaleAckRepair, StaleAckTable};
 use crate::tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
 
@@ -16,6 +17,10 @@ use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
 pub struct EchoNode<'a, const SLOTS: usize, const BACKLOG: usize = 0> {
     tcp: TcpEchoServer<SLOTS, BACKLOG>,
     udp: UdpEchoServer<'a>,
+    /// Keeps reordered client segments from being dropped by smoltcp (see [`stale_ack`]).
+    ///
+    /// [`stale_ack`]: crate::stale_ack
+    stale_acks: Option<StaleAckTable<SLOTS>>,
 }
 
 impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
@@ -49,13 +54,32 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
         Ok(Self {
             tcp: TcpEchoServer::with_backlog(tcp.0, tcp.1, sockets)?,
             udp: UdpEchoServer::new(udp.0, udp.1, sockets)?,
+            stale_acks: Some(StaleAckTable::new()),
         })
     }
 
     /// A node of two servers built separately (for example with
     /// [`UdpEchoServer::from_parts`]).
     pub fn from_servers(tcp: TcpEchoServer<SLOTS, BACKLOG>, udp: UdpEchoServer<'a>) -> Self {
-        Self { tcp, udp }
+        Self {
+            tcp,
+            udp,
+            stale_acks: Some(StaleAckTable::new()),
+        }
+    }
+
+    /// Turn the stale-ACK repair off (`false`) or on again (the default). Off, smoltcp drops
+    /// every client data segment overtaken by a newer ACK (see [`stale_ack`]); this switch is
+    /// there to measure that.
+    ///
+    /// [`stale_ack`]: crate::stale_ack
+    pub fn set_stale_ack_repair(&mut self, on: bool) {
+        self.stale_acks = on.then(StaleAckTable::new);
+    }
+
+    /// Client segments whose stale ACK number was repaired so far.
+    pub fn stale_acks_repaired(&self) -> u64 {
+        self.stale_acks.as_ref().map_or(0, StaleAckTable::repaired)
     }
 
     /// The TCP server.
@@ -88,9 +112,14 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
         sockets: &mut SocketSet<'_>,
     ) -> bool {
         let udp = &mut self.udp;
-        self.tcp.pump(now, iface, device, sockets, |sockets| {
-            udp.service(now, sockets)
-        })
+        let also = |sockets: &mut SocketSet<'_>| udp.service(now, sockets);
+        match &self.stale_acks {
+            Some(table) => {
+                let mut repaired = StaleAckRepair::new(device, table);
+                self.tcp.pump(now, iface, &mut repaired, sockets, also)
+            }
+            None => self.tcp.pump(now, iface, device, sockets, also),
+        }
     }
 
     /// When [`poll`](Self::poll) must run next without network activity (`None`: only when a

@@ -48,6 +48,9 @@ pub struct World<const SLOTS: usize, const BACKLOG: usize = 0> {
     /// link with [`Delay`](smolecho::sim::Delay)s needs finer steps (100 µs): the clock also
     /// jumps to the next frame's release when a round moved nothing.
     pub step: Duration,
+    /// Put the client interface behind smolecho's stale-ACK repair too (as
+    /// `examples/tap_client.rs` can).
+    pub client_stale_acks: Option<Box<smolecho::stale_ack::StaleAckTable<8>>>,
 }
 
 /// A client-side actor the world drives every step.
@@ -132,6 +135,7 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             client_iface,
             client_sockets,
             step: Duration::from_millis(1),
+            client_stale_acks: None,
         }
     }
 
@@ -145,10 +149,17 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             &mut self.server_sockets,
         );
         for _ in 0..4 {
-            let polled =
-                self.client_iface
-                    .poll(now, &mut self.link.end(Side::B), &mut self.client_sockets)
-                    != smolecho::smoltcp::iface::PollResult::None;
+            let mut end = self.link.end(Side::B);
+            let polled = match &self.client_stale_acks {
+                Some(table) => self.client_iface.poll(
+                    now,
+                    &mut smolecho::stale_ack::StaleAckRepair::new(&mut end, table),
+                    &mut self.client_sockets,
+                ),
+                None => self
+                    .client_iface
+                    .poll(now, &mut end, &mut self.client_sockets),
+            } != smolecho::smoltcp::iface::PollResult::None;
             let mut acted = false;
             for actor in actors.iter_mut() {
                 acted |= actor.step(now, &mut self.client_iface, &mut self.client_sockets);
