@@ -14,6 +14,7 @@
 //! | logic | [`conn`] | the per-connection echo state machine, pure values, no sockets |
 //! | socket glue | [`tcp_server`], [`udp_server`], [`tcp_client`], [`udp_client`] | services that move bytes between smoltcp sockets under that logic |
 //! | phy | [`gate`] | [`SynGate`], the `phy::Device` wrapper that implements the listen backlog |
+//! | phy | [`stale_ack`] | [`StaleAckRepair`](stale_ack::StaleAckRepair), the `phy::Device` wrapper that keeps smoltcp from discarding reordered segments |
 //! | iface | [`node`] | [`EchoNode`]: both servers behind one poll entry point |
 //! | support | [`sockets`], [`counters`] | a socket set that cannot panic when full; counters |
 //! | test | `sim` (feature `sim`) | a deterministic in-memory network with a manual clock |
@@ -67,6 +68,8 @@
 //! - `proto-ipv4`, `proto-ipv6` (default): the IP versions served, on the same port.
 //! - `medium-ethernet` (default), `medium-ip`: the framings the SYN gate understands.
 //! - `log`, `defmt`: diagnostics; `defmt` also derives `defmt::Format`.
+//! - `stale-ack-repair` (default): [`EchoNode`] keeps smoltcp from discarding reordered
+//!   client segments (see [`stale_ack`]).
 //! - `sim`: the in-memory test network.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp

@@ -7,6 +7,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::Error;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::sockets::Sockets;
+#[cfg(feature = "stale-ack-repair")]
 use crate::stale_ack::{StaleAckRepair, StaleAckTable};
 use crate::tcp_server::{TcpConfig, TcpEchoServer, TcpEchoStorage};
 use crate::udp_server::{UdpConfig, UdpEchoServer, UdpEchoStorage};
@@ -20,7 +21,8 @@ pub struct EchoNode<'a, const SLOTS: usize, const BACKLOG: usize = 0> {
     /// Keeps reordered client segments from being dropped by smoltcp (see [`stale_ack`]).
     ///
     /// [`stale_ack`]: crate::stale_ack
-    stale_acks: Option<StaleAckTable<SLOTS>>,
+    #[cfg(feature = "stale-ack-repair")]
+    stale_acks: StaleAckTable<SLOTS>,
 }
 
 impl<'a, const SLOTS: usize> EchoNode<'a, SLOTS> {
@@ -54,7 +56,8 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
         Ok(Self {
             tcp: TcpEchoServer::with_backlog(tcp.0, tcp.1, sockets)?,
             udp: UdpEchoServer::new(udp.0, udp.1, sockets)?,
-            stale_acks: Some(StaleAckTable::new()),
+            #[cfg(feature = "stale-ack-repair")]
+            stale_acks: StaleAckTable::new(),
         })
     }
 
@@ -64,7 +67,8 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
         Self {
             tcp,
             udp,
-            stale_acks: Some(StaleAckTable::new()),
+            #[cfg(feature = "stale-ack-repair")]
+            stale_acks: StaleAckTable::new(),
         }
     }
 
@@ -73,13 +77,15 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
     /// there to measure that.
     ///
     /// [`stale_ack`]: crate::stale_ack
+    #[cfg(feature = "stale-ack-repair")]
     pub fn set_stale_ack_repair(&mut self, on: bool) {
-        self.stale_acks = on.then(StaleAckTable::new);
+        self.stale_acks.set_enabled(on);
     }
 
-    /// Client segments whose stale ACK number was repaired so far.
+    /// Client segments repaired so far.
+    #[cfg(feature = "stale-ack-repair")]
     pub fn stale_acks_repaired(&self) -> u64 {
-        self.stale_acks.as_ref().map_or(0, StaleAckTable::repaired)
+        self.stale_acks.repaired()
     }
 
     /// The TCP server.
@@ -113,13 +119,9 @@ impl<'a, const SLOTS: usize, const BACKLOG: usize> EchoNode<'a, SLOTS, BACKLOG> 
     ) -> bool {
         let udp = &mut self.udp;
         let also = |sockets: &mut SocketSet<'_>| udp.service(now, sockets);
-        match &self.stale_acks {
-            Some(table) => {
-                let mut repaired = StaleAckRepair::new(device, table);
-                self.tcp.pump(now, iface, &mut repaired, sockets, also)
-            }
-            None => self.tcp.pump(now, iface, device, sockets, also),
-        }
+        #[cfg(feature = "stale-ack-repair")]
+        let device = &mut StaleAckRepair::new(device, &self.stale_acks);
+        self.tcp.pump(now, iface, device, sockets, also)
     }
 
     /// When [`poll`](Self::poll) must run next without network activity (`None`: only when a

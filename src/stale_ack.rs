@@ -71,6 +71,8 @@ struct Entry {
 /// [`new`](Self::new) (`const`, so it can live in a `static`).
 #[derive(Debug)]
 pub struct StaleAckTable<const CONNS: usize> {
+    /// Off: every frame passes untouched and nothing is learnt (for measurements).
+    enabled: Cell<bool>,
     entries: [Cell<Option<Entry>>; CONNS],
     clock: Cell<u32>,
     repaired: Cell<u64>,
@@ -100,6 +102,7 @@ impl<const CONNS: usize> StaleAckTable<CONNS> {
     /// An empty table.
     pub const fn new() -> Self {
         Self {
+            enabled: Cell::new(true),
             entries: [const { Cell::new(None) }; CONNS],
             clock: Cell::new(0),
             repaired: Cell::new(0),
@@ -107,9 +110,21 @@ impl<const CONNS: usize> StaleAckTable<CONNS> {
         }
     }
 
-    /// Segments given the newest ACK number instead of a stale one, so far.
+    /// Segments repaired so far.
     pub fn repaired(&self) -> u64 {
         self.repaired.get()
+    }
+
+    /// Turn the repair off (every frame passes untouched, the table forgets everything) or
+    /// on again. A switch rather than a second device type, so firmware carries one copy of
+    /// the interface's code.
+    pub fn set_enabled(&self, on: bool) {
+        self.enabled.set(on);
+        if !on {
+            for entry in &self.entries {
+                entry.set(None);
+            }
+        }
     }
 
     fn tick(&self) -> u32 {
@@ -128,6 +143,9 @@ impl<const CONNS: usize> StaleAckTable<CONNS> {
 
     /// A frame the stack sends: learn how far it has sent.
     fn outgoing(&self, medium: Medium, frame: &[u8]) {
+        if !self.enabled.get() {
+            return;
+        }
         let Some(seg) = tcp_segment(medium, frame) else {
             return;
         };
@@ -211,6 +229,9 @@ impl<const CONNS: usize> StaleAckTable<CONNS> {
 
     /// A received frame: learn from it, or say how to repair it.
     fn incoming(&self, medium: Medium, frame: &[u8]) -> Option<(Segment, Repair)> {
+        if !self.enabled.get() {
+            return None;
+        }
         let seg = tcp_segment(medium, frame)?;
         let tcp = TcpPacket::new_checked(frame.get(seg.at..)?).ok()?;
         // A corrupted segment is smoltcp's to drop; it must not teach the table anything.
