@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{EthernetAddress, IpEndpoint};
+use smolecho::stale_ack::{StaleAckRepair, StaleAckTable};
 use smolecho::tcp_client::TcpClientState;
 use smolecho::{
     Sockets, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome, UdpClientConfig,
@@ -75,6 +76,9 @@ struct Host {
     iface: Interface,
     sockets: Sockets<'static>,
     clock: Clock,
+    /// smoltcp discards reordered segments a server sends (stale ACKs, pure ACKs past its
+    /// window); the repair keeps them (src/stale_ack.rs), as the server does.
+    stale_acks: StaleAckTable<4>,
 }
 
 impl Host {
@@ -87,15 +91,17 @@ impl Host {
         let error = self.device.error_slot();
         while !stop_requested() {
             let now = self.clock.now();
-            self.iface.poll(now, &mut self.device, &mut self.sockets);
+            let mut device = StaleAckRepair::new(&mut self.device, &self.stale_acks);
+            self.iface.poll(now, &mut device, &mut self.sockets);
             if let Some(err) = error.borrow_mut().take() {
                 return Err(format!("TAP device error: {err}").into());
             }
             let deadline = match service(self) {
                 Step::Done(done) => {
                     // Let the last segments (our FIN, ACKs) leave before the next step.
+                    let mut device = StaleAckRepair::new(&mut self.device, &self.stale_acks);
                     self.iface
-                        .poll(self.clock.now(), &mut self.device, &mut self.sockets);
+                        .poll(self.clock.now(), &mut device, &mut self.sockets);
                     return Ok(Some(done));
                 }
                 Step::Wait(deadline) => deadline,
@@ -118,6 +124,7 @@ fn run(options: &ClientOptions) -> Result<bool, BoxError> {
         device,
         iface,
         sockets: Sockets::new(storage),
+        stale_acks: StaleAckTable::new(),
         clock,
     };
     let remote = IpEndpoint::new(options.host, options.port);
