@@ -76,8 +76,8 @@ struct Host {
     iface: Interface,
     sockets: Sockets<'static>,
     clock: Clock,
-    /// smoltcp discards reordered segments a server sends (stale ACKs, pure ACKs past its
-    /// window); the repair keeps them (src/stale_ack.rs), as the server does.
+    /// smoltcp discards a reordered data segment whose ACK is older than one it has seen;
+    /// the repair keeps it (src/stale_ack.rs), as the server does.
     stale_acks: StaleAckTable<4>,
 }
 
