@@ -18,9 +18,9 @@
 
 mod common;
 
-use common::linux_peer::{LinuxPeer, PeerConfig};
+use common::linux_peer::{LinuxPeer, PeerConfig, PeerGroup};
 use common::*;
-use smolecho::sim::{Delay, Link, Side};
+use smolecho::sim::{Delay, Faults, Link, Rng, Side};
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::{TcpClientConfig, TcpConfig, TcpOutcome};
 
@@ -100,14 +100,17 @@ fn all_seeds(run: impl Fn(u64) -> Result<String, String>) {
     assert!(failed.is_empty(), "failing seeds: {failed:?}");
 }
 
-/// tap_server's buffers (128 KiB each way): 20 MB.
+/// tap_server's buffers (128 KiB each way): 20 MB in release builds (the issue's size; CI),
+/// 8 MB in debug builds (wall time). The deadline is 125 ms per MB (the fixed server needs
+/// about 55; before the fix it needed about 210, with RTO stalls).
 #[test]
-fn a_linux_client_echoes_20_mb_over_a_reordering_link_without_a_stall() {
+fn a_linux_client_echoes_a_bulk_stream_over_a_reordering_link_without_a_stall() {
+    let mb: u64 = if cfg!(debug_assertions) { 8 } else { 20 };
     all_seeds(|seed| {
         linux_bulk::<1, { 128 * 1024 }, { 128 * 1024 }>(
             seed,
-            20 << 20,
-            Duration::from_millis(2500),
+            (mb as usize) << 20,
+            Duration::from_millis(125 * mb),
             true,
         )
     });
@@ -211,4 +214,83 @@ fn a_smoltcp_client_echoes_8_mb_over_a_reordering_link_without_a_stall() {
         }
         Ok(report)
     });
+}
+
+/// 32 Linux-like clients (64 KiB each, starting within 0.5 s) on 8 slots with tap_server's
+/// listen backlog, over `faults` (both ways, with the reordering delay if `reorder`): every
+/// client served and none reset by the deadline.
+fn many_clients(seed: u64, faults: Faults, reorder: bool) -> Result<String, String> {
+    const CLIENTS: u16 = 32;
+    let mut link = Box::new(Link::seeded(seed));
+    link.set_faults(Side::A, faults);
+    link.set_faults(Side::B, faults);
+    if reorder {
+        link.set_delay(Side::A, Some(REORDER));
+        link.set_delay(Side::B, Some(REORDER));
+    }
+    let mut w = World::<8, 64>::with_backlog_on_link::<{ 16 * 1024 }, { 16 * 1024 }, 1472>(
+        link,
+        TcpConfig::on_port(PORT),
+    );
+    if reorder {
+        w.step = Duration::from_micros(100);
+    }
+    let mut rng = Rng::new(seed);
+    let mut group = PeerGroup {
+        peers: (0..CLIENTS)
+            .map(|i| {
+                let cfg = PeerConfig {
+                    local_port: 40000 + i,
+                    ..PeerConfig::LINUX
+                };
+                let data = pattern(64 * 1024);
+                let mut peer = LinuxPeer::new(cfg, SERVER_V4, data, seed as u32 + u32::from(i));
+                peer.start_at = Instant::from_millis(rng.below(500) as i64);
+                peer
+            })
+            .collect(),
+    };
+    let deadline = Duration::from_secs(30);
+    w.run_wire(&mut group, deadline, |_, _| false);
+    let served = group
+        .peers
+        .iter()
+        .filter(|p| p.echo_complete() && !p.mismatch)
+        .count();
+    let reset = group.peers.iter().filter(|p| p.was_reset()).count();
+    let last = group.peers.iter().filter_map(|p| p.echo_done_at).max();
+    let report = format!(
+        "seed {seed}: {served} of {CLIENTS} served, {reset} reset, last at {:?} ms, server {:?}",
+        last.map(|t| t.total_millis()),
+        w.node.tcp_counters()
+    );
+    if served != usize::from(CLIENTS) || reset != 0 {
+        return Err(report);
+    }
+    Ok(report)
+}
+
+#[test]
+fn thirty_two_linux_clients_on_8_slots_under_2_percent_loss_are_all_served_none_reset() {
+    let loss = Faults {
+        loss: 20,
+        ..Faults::NONE
+    };
+    all_seeds(|seed| many_clients(seed, loss, false));
+}
+
+/// The issue's mixed link (2 % loss, 1 % duplicates, 0.5 % corrupted, reordering). Seed 2
+/// resets one client: the SYN-flood defence recycles a half-open slot whose client is
+/// already connected (issue 9, point 2), which the admission redesign of issue 10 fixes.
+/// Run it with `--ignored`; it must lose this attribute once it passes.
+#[test]
+#[ignore = "fails until issue 10 (SYN-pressure recycling resets a real client, seed 2)"]
+fn thirty_two_linux_clients_on_8_slots_over_the_mixed_link_are_all_served_none_reset() {
+    let mix = Faults {
+        loss: 20,
+        duplicate: 10,
+        corrupt: 5,
+        ..Faults::NONE
+    };
+    all_seeds(|seed| many_clients(seed, mix, true));
 }

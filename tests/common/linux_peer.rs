@@ -100,6 +100,8 @@ enum State {
     SynSent,
     Established,
     Closed,
+    /// Both FINs exchanged and acknowledged: later frames are ignored.
+    Done,
     Reset,
 }
 
@@ -185,6 +187,8 @@ pub struct LinuxPeer {
     out: Vec<Vec<u8>>,
     /// Every segment in and out, with the time (when tracing).
     pub trace: Option<Vec<(Instant, String)>>,
+    /// When to connect.
+    pub start_at: Instant,
 }
 
 const SYN_RTO: Duration = Duration::from_secs(1);
@@ -250,6 +254,7 @@ impl LinuxPeer {
             now: Instant::ZERO,
             out: Vec::new(),
             trace: None,
+            start_at: Instant::ZERO,
         }
     }
 
@@ -1097,21 +1102,12 @@ impl LinuxPeer {
     }
 }
 
-impl WirePeer for LinuxPeer {
-    fn step(&mut self, now: Instant, link: &mut Link<LINK_FRAMES>) -> bool {
+impl LinuxPeer {
+    /// Act on the clock: connect (at `start_at`), retransmit, send. Frames go to `out`.
+    fn act(&mut self, now: Instant) {
         self.now = now;
-        let mut frames = Vec::new();
-        {
-            let mut end = link.end(Side::B);
-            while let Some((rx, _)) = end.receive(now) {
-                rx.consume(|f| frames.push(f.to_vec()));
-            }
-        }
-        let got = !frames.is_empty();
-        for f in &frames {
-            self.receive(f);
-        }
         match self.state {
+            State::Arp if now < self.start_at => {}
             State::Arp => {
                 if self.server_mac.is_some() {
                     self.state = State::SynSent;
@@ -1130,15 +1126,66 @@ impl WirePeer for LinuxPeer {
                     self.rto_at = Some(now + self.rto());
                 }
             }
-            _ => self.transmit(),
-        }
-        let sent = !self.out.is_empty();
-        let mut end = link.end(Side::B);
-        for f in self.out.drain(..) {
-            if let Some(token) = end.transmit(now) {
-                token.consume(f.len(), |buf| buf.copy_from_slice(&f));
+            State::Done | State::Reset => {}
+            _ => {
+                self.transmit();
+                if self.state == State::Closed && self.fin_received && self.segs.is_empty() {
+                    self.state = State::Done;
+                    self.rto_at = None;
+                }
             }
         }
+    }
+
+    /// Whether `frame` is for this peer's connection (TCP to its port), or ARP.
+    fn wants(&self, frame: &[u8]) -> bool {
+        let Ok(eth) = EthernetFrame::new_checked(frame) else {
+            return false;
+        };
+        if eth.ethertype() == EthernetProtocol::Arp {
+            return true;
+        }
+        Ipv4Packet::new_checked(eth.payload())
+            .ok()
+            .filter(|ip| ip.next_header() == IpProtocol::Tcp)
+            .and_then(|ip| {
+                TcpPacket::new_checked(ip.payload())
+                    .ok()
+                    .map(|t| t.dst_port())
+            })
+            == Some(self.cfg.local_port)
+    }
+}
+
+fn receive_all(now: Instant, link: &mut Link<LINK_FRAMES>) -> Vec<Vec<u8>> {
+    let mut frames = Vec::new();
+    let mut end = link.end(Side::B);
+    while let Some((rx, _)) = end.receive(now) {
+        rx.consume(|f| frames.push(f.to_vec()));
+    }
+    frames
+}
+
+fn transmit_all(now: Instant, link: &mut Link<LINK_FRAMES>, out: &mut Vec<Vec<u8>>) {
+    let mut end = link.end(Side::B);
+    for f in out.drain(..) {
+        if let Some(token) = end.transmit(now) {
+            token.consume(f.len(), |buf| buf.copy_from_slice(&f));
+        }
+    }
+}
+
+impl WirePeer for LinuxPeer {
+    fn step(&mut self, now: Instant, link: &mut Link<LINK_FRAMES>) -> bool {
+        self.now = now;
+        let frames = receive_all(now, link);
+        let got = !frames.is_empty();
+        for f in &frames {
+            self.receive(f);
+        }
+        self.act(now);
+        let sent = !self.out.is_empty();
+        transmit_all(now, link, &mut self.out);
         got || sent
     }
 
@@ -1157,9 +1204,60 @@ impl WirePeer for LinuxPeer {
 
     fn finished(&self) -> bool {
         match self.state {
-            State::Reset => true,
+            State::Reset | State::Done => true,
             State::Closed => self.fin_received && self.segs.is_empty(),
             _ => false,
         }
+    }
+}
+
+/// Many peers on one link end, each on its own local port (all with the same addresses, as
+/// many connections from one host). Frames are handed to the peer whose port they are for;
+/// ARP to every peer, only the first of which answers.
+pub struct PeerGroup {
+    pub peers: Vec<LinuxPeer>,
+}
+
+impl WirePeer for PeerGroup {
+    fn step(&mut self, now: Instant, link: &mut Link<LINK_FRAMES>) -> bool {
+        let frames = receive_all(now, link);
+        let got = !frames.is_empty();
+        for f in &frames {
+            let arp = EthernetFrame::new_checked(&f[..])
+                .is_ok_and(|eth| eth.ethertype() == EthernetProtocol::Arp);
+            for (i, peer) in self.peers.iter_mut().enumerate() {
+                if peer.wants(f) {
+                    peer.now = now;
+                    let before = peer.out.len();
+                    peer.receive(f);
+                    if arp && i > 0 {
+                        // One answer to an ARP request is enough.
+                        peer.out.truncate(before);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for peer in &mut self.peers {
+            peer.act(now);
+            out.append(&mut peer.out);
+        }
+        let sent = !out.is_empty();
+        transmit_all(now, link, &mut out);
+        got || sent
+    }
+
+    fn poll_at(&self) -> Option<Instant> {
+        self.peers
+            .iter()
+            .filter_map(|p| {
+                let start = (p.state == State::Arp).then_some(p.start_at.max(p.arp_at));
+                [p.poll_at(), start].into_iter().flatten().min()
+            })
+            .min()
+    }
+
+    fn finished(&self) -> bool {
+        self.peers.iter().all(LinuxPeer::finished)
     }
 }

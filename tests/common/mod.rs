@@ -100,6 +100,14 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
         Self::build::<RX, TX, 8, UDP>(Box::new(Link::new()), tcp)
     }
 
+    /// A world with a listen backlog on a prepared link.
+    pub fn with_backlog_on_link<const RX: usize, const TX: usize, const UDP: usize>(
+        link: Box<Link<LINK_FRAMES>>,
+        tcp: TcpConfig,
+    ) -> Self {
+        Self::build::<RX, TX, 8, UDP>(link, tcp)
+    }
+
     fn build<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
         mut link: Box<Link<LINK_FRAMES>>,
         tcp: TcpConfig,
