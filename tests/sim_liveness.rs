@@ -159,11 +159,12 @@ impl Actor for Gauged {
     }
 }
 
-/// smoltcp's own TCP as the client, 64 KiB buffers on both sides. With 128 KiB some seeds
-/// still stall for seconds after the repair: a segment lost to the client's reassembly is
-/// resent only by smoltcp's sender, whose fast retransmit counts only *pure* duplicate ACKs
-/// (rare in an echo, where ACKs ride on data) and whose RTO starts at 1 s and doubles; that
-/// is smoltcp's own to fix (BENCHMARKS.md, benches/sim_liveness.rs).
+/// smoltcp's own TCP as the client, 64 KiB buffers on both sides. With 128 KiB one seed in
+/// three still stalls after the repair, in what stays with smoltcp (BENCHMARKS.md, "Liveness
+/// over a reordering link"): with both windows shut by the echo's backpressure a window
+/// update whose seq smoltcp finds unacceptable is ignored until the zero-window probe (the
+/// backed-off RTO) fires, and a segment lost in reassembly waits for smoltcp's RTO (1 s,
+/// doubling), its fast retransmit counting only duplicate ACKs without data.
 #[test]
 fn a_smoltcp_client_echoes_8_mb_over_a_reordering_link_without_a_stall() {
     const BUF: usize = 64 * 1024;
