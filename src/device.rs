@@ -24,6 +24,8 @@ pub(crate) struct Gate<'g, 'a, D: ?Sized> {
     verdict: Verdict,
     /// A duplicate ACK to hand to the interface after the last frame ([`recovery`]).
     dup_ack: Option<DupAck>,
+    /// Recovery is on.
+    recovery: bool,
 }
 
 impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
@@ -31,6 +33,7 @@ impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
         inner: &'g mut D,
         admission: &'g mut Admission<'a>,
         slots: &'g mut [TcpSlot],
+        recovery: bool,
     ) -> Self {
         Self {
             inner,
@@ -38,6 +41,7 @@ impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
             slots,
             verdict: Verdict::Pass,
             dup_ack: None,
+            recovery,
         }
     }
 
@@ -73,6 +77,7 @@ impl<'a, D: Device + ?Sized> Device for Gate<'_, 'a, D> {
             slots: &mut *self.slots,
             verdict: &mut self.verdict,
             dup_ack: &mut self.dup_ack,
+            recovery: self.recovery,
             medium,
         };
         Some((token, tx))
@@ -94,6 +99,7 @@ pub(crate) struct GateRxToken<'t, 'a, T> {
     slots: &'t mut [TcpSlot],
     verdict: &'t mut Verdict,
     dup_ack: &'t mut Option<DupAck>,
+    recovery: bool,
     medium: Medium,
 }
 
@@ -108,14 +114,17 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
             slots,
             verdict,
             dup_ack,
+            recovery,
             medium,
         } = self;
         inner.consume(|frame| {
             let tcp = wire::tcp_in_frame(medium, frame);
             *verdict = admission.judge_parsed(tcp.as_ref(), frame, slots);
             match (*verdict, tcp) {
-                (Verdict::Pass, Some(tcp)) => pass(&tcp, frame, admission, slots, dup_ack, f),
-                (Verdict::Pass, None) => f(frame),
+                (Verdict::Pass, Some(tcp)) if cfg!(feature = "recovery") && recovery => {
+                    pass(&tcp, frame, admission, slots, dup_ack, f)
+                }
+                (Verdict::Pass, _) => f(frame),
                 (Verdict::Hold | Verdict::Take, _) => f(&[]),
             }
         })
@@ -142,7 +151,11 @@ fn pass<R>(
     let Some(slot) = slots.iter_mut().find(|s| s.talks_to(&segment.source)) else {
         return f(frame);
     };
-    if let Some((ack, window)) = slot.recovery_mut().freshen(&segment) {
+    let verified = || {
+        tcp.segment(frame)
+            .is_some_and(|s| s.verify_checksum(&tcp.source, &tcp.destination))
+    };
+    if let Some((ack, window)) = slot.recovery_mut().freshen(&segment, verified) {
         slot.count_stale_ack();
         return pass_rewritten(tcp, frame, ack, window, f);
     }

@@ -90,6 +90,8 @@
 //! - `proto-ipv4`, `proto-ipv6` (default): the IP versions served, on the same port.
 //! - `medium-ethernet` (default), `medium-ip`: the framings admission understands.
 //! - `log`, `defmt`: diagnostics; `defmt` also derives `defmt::Format`.
+//! - `stale-ack-repair` (default): [`EchoNode`] keeps smoltcp from discarding reordered
+//!   client segments (see [`stale_ack`]).
 //! - `sim`: the in-memory test network.
 //!
 //! [smoltcp]: https://docs.rs/smoltcp

@@ -39,6 +39,8 @@ pub struct EchoNode<'a> {
     /// The last poll stopped at `MAX_FRAMES_PER_POLL`, or left waiting clients and a free
     /// listener: poll again at once.
     work_left: bool,
+    /// Loss and reordering recovery ([`recovery`](crate::recovery)) is on.
+    recovery: bool,
 }
 
 impl<'a> EchoNode<'a> {
@@ -87,6 +89,7 @@ impl<'a> EchoNode<'a> {
             udp,
             admission,
             work_left: false,
+            recovery: cfg!(feature = "recovery"),
         })
     }
 
@@ -112,6 +115,13 @@ impl<'a> EchoNode<'a> {
     /// UDP counters so far.
     pub fn udp_counters(&self) -> UdpCounters {
         self.udp.counters()
+    }
+
+    /// Turn loss and reordering recovery off or on (feature `recovery`; on by default), to
+    /// measure what it does on the simulated link.
+    #[cfg(feature = "sim")]
+    pub fn set_recovery(&mut self, on: bool) {
+        self.recovery = on && cfg!(feature = "recovery");
     }
 
     /// The TCP slots' socket handles, for inspection (smoltcp's state of each slot).
@@ -219,7 +229,12 @@ impl<'a> EchoNode<'a> {
                     continue;
                 }
             }
-            let mut gate = Gate::new(device, &mut self.admission, self.tcp.slots_mut());
+            let mut gate = Gate::new(
+                device,
+                &mut self.admission,
+                self.tcp.slots_mut(),
+                self.recovery,
+            );
             let result = iface.poll_ingress_single(now, &mut gate, sockets);
             let (verdict, dup_ack) = (gate.verdict(), gate.take_dup_ack());
             if let Some(dup_ack) = dup_ack {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod linux_peer;
+
 use smolecho::sim::{self, Link, Side};
 use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
 use smolecho::smoltcp::time::{Duration, Instant};
@@ -41,6 +43,10 @@ pub struct World<const SLOTS: usize, const BACKLOG: usize = 0> {
     pub node: EchoNode<'static>,
     pub client_iface: Interface,
     pub client_sockets: Sockets<'static>,
+    /// How far the clock moves per round while frames are in flight (1 ms unless set). A
+    /// link with [`Delay`](smolecho::sim::Delay)s needs finer steps (100 µs): the clock also
+    /// jumps to the next frame's release when a round moved nothing.
+    pub step: Duration,
 }
 
 /// A client-side actor the world drives every step.
@@ -90,6 +96,14 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
         Self::build::<RX, TX, 8, UDP>(Box::new(Link::new()), tcp)
     }
 
+    /// A world with a listen backlog on a prepared link.
+    pub fn with_backlog_on_link<const RX: usize, const TX: usize, const UDP: usize>(
+        link: Box<Link<LINK_FRAMES>>,
+        tcp: TcpConfig,
+    ) -> Self {
+        Self::build::<RX, TX, 8, UDP>(link, tcp)
+    }
+
     fn build<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
         mut link: Box<Link<LINK_FRAMES>>,
         tcp: TcpConfig,
@@ -123,6 +137,7 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             node,
             client_iface,
             client_sockets,
+            step: Duration::from_millis(1),
         }
     }
 
@@ -185,16 +200,69 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             if done(self) || (!actors.is_empty() && actors.iter().all(|a| a.finished())) {
                 return true;
             }
-            let tick = self.now + Duration::from_millis(1);
-            self.now = if moved || !self.link.is_idle() {
-                tick
-            } else {
-                match self.next_deadline(actors) {
-                    Some(at) if at > tick => at.min(end + Duration::from_millis(1)),
-                    Some(_) => tick,
-                    None => end + Duration::from_millis(1),
-                }
+            let deadline = self.next_deadline(actors);
+            self.now = self.advance(moved, deadline, end);
+        }
+        false
+    }
+
+    /// The next instant of the clock after a round: a step while anything moved or frames
+    /// are queued, else the next delayed frame's release or the next deadline.
+    fn advance(&self, moved: bool, deadline: Option<Instant>, end: Instant) -> Instant {
+        let tick = self.now + self.step;
+        let after_end = end + Duration::from_millis(1);
+        let release = self.link.next_release();
+        let queued_now = !self.link.is_idle() && release.is_none();
+        if moved || queued_now {
+            return tick;
+        }
+        let next = match (release, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(at) if at > tick => at.min(after_end),
+            Some(_) => tick,
+            None => after_end,
+        }
+    }
+
+    /// One round with a peer that talks on link end B itself (instead of the client
+    /// interface): server, then the peer. Returns whether anything moved.
+    pub fn step_wire(&mut self, peer: &mut dyn linux_peer::WirePeer) -> bool {
+        let now = self.now;
+        let mut moved = self.node.poll(
+            now,
+            &mut self.server_iface,
+            &mut self.link.end(Side::A),
+            &mut self.server_sockets,
+        );
+        moved |= peer.step(now, &mut self.link);
+        moved
+    }
+
+    /// Like [`run_until`](Self::run_until), with a wire peer on end B instead of the client
+    /// interface and its actors. Returns whether `done` held or the peer finished.
+    pub fn run_wire(
+        &mut self,
+        peer: &mut dyn linux_peer::WirePeer,
+        limit: Duration,
+        mut done: impl FnMut(&mut Self, &dyn linux_peer::WirePeer) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now <= end {
+            let moved = self.step_wire(peer);
+            if done(self, peer) || peer.finished() {
+                return true;
+            }
+            let server = self
+                .node
+                .poll_at(self.now, &mut self.server_iface, &self.server_sockets);
+            let deadline = match (server, peer.poll_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
+            self.now = self.advance(moved, deadline, end);
         }
         false
     }
