@@ -23,7 +23,7 @@ pub(crate) struct Gate<'g, 'a, D: ?Sized> {
     /// The verdict on the last frame received.
     verdict: Verdict,
     /// A duplicate ACK to hand to the interface after the last frame ([`recovery`]).
-    dup_ack: Option<DupAck>,
+    dup_ack: Option<(DupAck, bool)>,
     /// Recovery is on.
     recovery: bool,
 }
@@ -51,7 +51,9 @@ impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
     }
 
     /// The duplicate ACK the last frame asked for, if any.
-    pub(crate) fn take_dup_ack(&mut self) -> Option<DupAck> {
+    /// `true` with it: the segment it came from carried no data, and may have been a window
+    /// probe, whose sequence number is one below the receiver's.
+    pub(crate) fn take_dup_ack(&mut self) -> Option<(DupAck, bool)> {
         self.dup_ack.take()
     }
 }
@@ -98,7 +100,7 @@ pub(crate) struct GateRxToken<'t, 'a, T> {
     admission: &'t mut Admission<'a>,
     slots: &'t mut [TcpSlot],
     verdict: &'t mut Verdict,
-    dup_ack: &'t mut Option<DupAck>,
+    dup_ack: &'t mut Option<(DupAck, bool)>,
     recovery: bool,
     medium: Medium,
 }
@@ -142,7 +144,7 @@ fn pass<R>(
     frame: &[u8],
     admission: &Admission<'_>,
     slots: &mut [TcpSlot],
-    dup_ack: &mut Option<DupAck>,
+    dup_ack: &mut Option<(DupAck, bool)>,
     f: impl FnOnce(&[u8]) -> R,
 ) -> R {
     let Some(segment) = recovery::inspect(tcp, frame, admission.port()) else {
@@ -163,7 +165,7 @@ fn pass<R>(
         && let Some(ack) = recovery::dup_ack(tcp, frame)
         && slot.recovery_mut().start(segment.ack, admission.now())
     {
-        *dup_ack = Some(ack);
+        *dup_ack = Some((ack, segment.payload == 0));
     }
     f(frame)
 }

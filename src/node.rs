@@ -18,7 +18,7 @@ use smoltcp::time::{Duration, Instant};
 use crate::admission::{Admission, HeldSyn, Reclaim, Verdict};
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::device::{Gate, Replay};
-use crate::recovery::DUP_ACKS;
+use crate::recovery::{self, DUP_ACKS};
 use crate::sockets::Sockets;
 use crate::storage::{TcpBuffers, UdpBuffers};
 use crate::tcp_server::{Overflow, TcpConfig, TcpSlots};
@@ -237,10 +237,21 @@ impl<'a> EchoNode<'a> {
             );
             let result = iface.poll_ingress_single(now, &mut gate, sockets);
             let (verdict, dup_ack) = (gate.verdict(), gate.take_dup_ack());
-            if let Some(dup_ack) = dup_ack {
-                // Three pure duplicate ACKs: smoltcp's own fast retransmit.
-                for _ in 0..DUP_ACKS {
-                    iface.poll_ingress_single(now, &mut Replay::new(device, &dup_ack), sockets);
+            if let Some((mut dup_ack, pure)) = dup_ack {
+                // Three pure duplicate ACKs: smoltcp's own fast retransmit. A copy of a segment
+                // without data may carry a window probe's sequence number, one below what
+                // smoltcp accepts: the same three once more one higher (whichever set smoltcp
+                // finds out of its window only earns a rate-limited challenge ACK).
+                for round in 0..2 {
+                    for _ in 0..DUP_ACKS {
+                        iface.poll_ingress_single(now, &mut Replay::new(device, &dup_ack), sockets);
+                    }
+                    if round == 1
+                        || !pure
+                        || !recovery::next_seq(device.capabilities().medium, &mut dup_ack)
+                    {
+                        break;
+                    }
                 }
                 self.tcp.count_recovery();
             }
