@@ -158,7 +158,12 @@ fn header_is_little_endian_in_the_kernel_layout() {
 fn correct_frames_pass_and_any_flipped_bit_in_a_checksummed_part_is_dropped() {
     for family in [Family::V4, Family::V6] {
         let frames = [
-            frame(family, 6, &[], &tcp(family, ACK, None, &payload(1000), true)),
+            frame(
+                family,
+                6,
+                &[],
+                &tcp(family, ACK, None, &payload(1000), true),
+            ),
             frame(family, 17, &[], &udp(family, &payload(333))),
         ];
         for f in frames {
@@ -205,7 +210,10 @@ fn udp_without_checksum_passes_over_ipv4_only() {
     for (family, expected) in [(Family::V4, Ok(())), (Family::V6, Err(RxDrop::BadChecksum))] {
         let mut u = udp(family, b"no sum");
         u[6..8].copy_from_slice(&[0, 0]);
-        assert_eq!(check_received(&NO_FLAGS, &frame(family, 17, &[], &u)), expected);
+        assert_eq!(
+            check_received(&NO_FLAGS, &frame(family, 17, &[], &u)),
+            expected
+        );
     }
 }
 
@@ -231,7 +239,10 @@ fn fragments_and_lengths_that_do_not_fit_are_dropped_unchecked() {
     let t = tcp(Family::V4, ACK, None, &payload(64), true);
     let mut fragment = frame(Family::V4, 6, &[], &t);
     fragment[14 + 6] = 0x20; // more fragments
-    assert_eq!(check_received(&NO_FLAGS, &fragment), Err(RxDrop::Unverifiable));
+    assert_eq!(
+        check_received(&NO_FLAGS, &fragment),
+        Err(RxDrop::Unverifiable)
+    );
     let fragment6 = frame(Family::V6, 6, &[6, 0, 0, 1, 0, 0, 0, 9], &t);
     let mut fragment6 = fragment6;
     fragment6[14 + 6] = 44;
@@ -241,7 +252,10 @@ fn fragments_and_lengths_that_do_not_fit_are_dropped_unchecked() {
     );
     let mut too_long = frame(Family::V4, 6, &[], &t);
     too_long[14 + 2] = 0x7f;
-    assert_eq!(check_received(&NO_FLAGS, &too_long), Err(RxDrop::Unverifiable));
+    assert_eq!(
+        check_received(&NO_FLAGS, &too_long),
+        Err(RxDrop::Unverifiable)
+    );
     // ARP and other non-IP frames are smoltcp's to judge.
     let mut arp = frame(Family::V4, 6, &[], &t);
     arp[12..14].copy_from_slice(&[0x08, 0x06]);
@@ -267,7 +281,12 @@ fn completed_ok(mut f: Vec<u8>, h: &VnetHeader) -> bool {
 #[test]
 fn an_ordinary_segment_gets_a_partial_checksum_the_kernel_completes_correctly() {
     for (family, start) in [(Family::V4, 34u16), (Family::V6, 54)] {
-        let mut f = frame(family, 6, &[], &tcp(family, ACK, None, &payload(777), false));
+        let mut f = frame(
+            family,
+            6,
+            &[],
+            &tcp(family, ACK, None, &payload(777), false),
+        );
         let h = transmit_header(&mut f, 1500, None, None).expect("fits");
         assert_eq!(h.flags, F_NEEDS_CSUM);
         assert_eq!(h.gso_type, GSO_NONE);
@@ -288,7 +307,10 @@ fn a_large_ipv4_segment_is_segmented_at_the_size_smoltcp_asked_for() {
     assert_eq!(h.gso_type, GSO_TCPV4);
     assert_eq!(h.gso_size, 1448);
     assert_eq!(h.hdr_len, 14 + 20 + 32);
-    assert_eq!((h.flags, h.csum_start, h.csum_offset), (F_NEEDS_CSUM, 34, 16));
+    assert_eq!(
+        (h.flags, h.csum_start, h.csum_offset),
+        (F_NEEDS_CSUM, 34, 16)
+    );
     assert!(completed_ok(f, &h));
     // Never above what the link carries, whatever was asked.
     let mut f = frame(
