@@ -41,6 +41,10 @@ use support::{Clock, Tap, stop_on_signals, stop_requested, wait_readable};
 /// window in flight (smoltcp scales the window).
 const TCP_RX: usize = 128 * 1024;
 const TCP_TX: usize = 128 * 1024;
+/// The same with `--offload`: segments of up to 64 KB each way, so a 128 KiB window would
+/// hold only two of them in flight.
+const OFFLOAD_TCP_RX: usize = 512 * 1024;
+const OFFLOAD_TCP_TX: usize = 512 * 1024;
 /// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
@@ -101,29 +105,33 @@ fn start<T: Tap>(
             ConstStaticCell::new(UdpEchoStorage::new());
         UDP.take()
     };
-    // One static storage per pool size; only the chosen one is ever touched (the others stay
-    // untouched zero pages).
+    // One static storage per pool size and device; only the chosen one is ever touched (the
+    // others stay untouched zero pages).
     macro_rules! dispatch {
-        ($($n:literal)*) => {
+        ($rx:ident, $tx:ident; $($n:literal)*) => {
             match options.slots {
                 $($n => {
-                    static TCP: ConstStaticCell<TcpEchoStorage<$n, TCP_RX, TCP_TX>> =
+                    static TCP: ConstStaticCell<TcpEchoStorage<$n, $rx, $tx>> =
                         ConstStaticCell::new(TcpEchoStorage::new());
-                    layered::<$n, T>(options, device, inject, TCP.take(), udp)
+                    layered::<$n, $rx, $tx, T>(options, device, inject, TCP.take(), udp)
                 })*
                 other => Err(format!("--slots {other} is not offered").into()),
             }
         };
     }
-    dispatch!(1 2 4 8 16 32 64)
+    if options.offload {
+        dispatch!(OFFLOAD_TCP_RX, OFFLOAD_TCP_TX; 1 2 4 8 16 32 64)
+    } else {
+        dispatch!(TCP_RX, TCP_TX; 1 2 4 8 16 32 64)
+    }
 }
 
 /// Put the requested smoltcp test layers (fault injection, capture) over the TAP and serve.
-fn layered<const SLOTS: usize, T: Tap>(
+fn layered<const SLOTS: usize, const RX: usize, const TX: usize, T: Tap>(
     options: &ServerOptions,
     device: T,
     inject: bool,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
+    tcp: &'static mut TcpEchoStorage<SLOTS, RX, TX>,
     udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
     let io = Io {
@@ -170,12 +178,12 @@ struct Io {
     frames: Rc<RefCell<FrameCounters>>,
 }
 
-fn serve<const SLOTS: usize, D: Device>(
+fn serve<const SLOTS: usize, const RX: usize, const TX: usize, D: Device>(
     options: &ServerOptions,
     mut device: D,
     io: Io,
     clock: Clock,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
+    tcp: &'static mut TcpEchoStorage<SLOTS, RX, TX>,
     udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
     let mut iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
