@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
@@ -33,13 +33,18 @@ use smolecho::{
 };
 
 use support::cli::{self, OverflowMode, ServerOptions};
-use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
-use support::{Clock, stop_on_signals, stop_requested, wait_readable};
+use support::tap::{self, ErrorSlot, FrameCounters, Origin};
+use support::vnet_tap;
+use support::{Clock, Tap, stop_on_signals, stop_requested, wait_readable};
 
 /// Receive and transmit buffer of each TCP slot. 128 KiB lets the host's TCP keep a large
 /// window in flight (smoltcp scales the window).
 const TCP_RX: usize = 128 * 1024;
 const TCP_TX: usize = 128 * 1024;
+/// The same with `--offload`: segments of up to 64 KB each way, so a 128 KiB window would
+/// hold only two of them in flight.
+const OFFLOAD_TCP_RX: usize = 512 * 1024;
+const OFFLOAD_TCP_TX: usize = 512 * 1024;
 /// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
@@ -67,26 +72,48 @@ fn main() -> ExitCode {
 
 fn run(options: &ServerOptions) -> Result<(), BoxError> {
     stop_on_signals()?;
-    let (device, origin) = tap::open(&options.tap, &options.host_ips)?;
+    if options.offload {
+        let (mut device, origin) = vnet_tap::open(&options.tap, &options.host_ips)?;
+        // The offload device applies the faults itself, on the wire side of the checksums
+        // (smoltcp's FaultInjector above it would bypass them).
+        let seed = Clock::new().now().total_micros() as u32;
+        device.set_faults(options.drop_chance, options.corrupt_chance, seed);
+        start(options, device, origin, false)
+    } else {
+        let (device, origin) = tap::open(&options.tap, &options.host_ips)?;
+        let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
+        start(options, device, origin, inject)
+    }
+}
+
+/// Take the echo storage for `--slots` and serve on `device`, under smoltcp's
+/// `FaultInjector` when `inject`.
+fn start<T: Tap>(
+    options: &ServerOptions,
+    device: T,
+    origin: Origin,
+    inject: bool,
+) -> Result<(), BoxError> {
     if origin == Origin::Attached && !tap::is_up(device.name()) {
         eprintln!(
             "tap_server: warning: {0} is down; bring it up with: sudo ip link set dev {0} up",
             device.name()
         );
     }
-    layered(options, device)
+    layered(options, device, inject)
 }
 
 /// Put the requested smoltcp test layers (fault injection, capture) over the TAP and serve.
-fn layered(options: &ServerOptions, device: TapDevice) -> Result<(), BoxError> {
+fn layered<T: Tap>(options: &ServerOptions, device: T, inject: bool) -> Result<(), BoxError> {
     let io = Io {
         name: device.name().to_string(),
+        ip_mtu: device.ip_mtu(),
         fd: device.as_raw_fd(),
         error: device.error_slot(),
         frames: device.counters(),
     };
     let clock = Clock::new();
-    let faults = |device: TapDevice| {
+    let faults = |device: T| {
         // The seed only has to differ between runs.
         let mut injector = FaultInjector::new(device, clock.now().total_micros() as u32 | 1);
         injector.set_drop_chance(options.drop_chance);
@@ -97,7 +124,6 @@ fn layered(options: &ServerOptions, device: TapDevice) -> Result<(), BoxError> {
         Some(path) => Some(PcapFile::create(path, io.error.clone())?),
         None => None,
     };
-    let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
     // The capture sits above the fault injector: it records what smoltcp receives and sends.
     match (inject, sink) {
         (false, None) => serve(options, device, io, clock),
@@ -116,6 +142,8 @@ fn layered(options: &ServerOptions, device: TapDevice) -> Result<(), BoxError> {
 /// What the poll loop needs of the TAP below whatever layers wrap it.
 struct Io {
     name: String,
+    /// The link's IP MTU (the offload device announces more to smoltcp).
+    ip_mtu: usize,
     fd: RawFd,
     error: ErrorSlot,
     frames: Rc<RefCell<FrameCounters>>,
@@ -132,11 +160,16 @@ fn serve<D: Device>(
     // The pool is sized by --slots, once, from the heap: the program's only allocations.
     // Untouched buffer pages stay zero pages of the kernel.
     let slots = options.slots;
+    let (rx, tx) = if options.offload {
+        (OFFLOAD_TCP_RX, OFFLOAD_TCP_TX)
+    } else {
+        (TCP_RX, TCP_TX)
+    };
     let mut sockets = Sockets::new(leak((0..=slots).map(|_| SocketStorage::EMPTY)));
     let tcp = TcpBuffers::new(
         leak((0..slots).map(|_| TcpSlot::EMPTY)),
-        vec![0; slots * TCP_RX].leak(),
-        vec![0; slots * TCP_TX].leak(),
+        vec![0; slots * rx].leak(),
+        vec![0; slots * tx].leak(),
     )
     // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
     .with_backlog(leak((0..SYN_BACKLOG).map(|_| HeldSyn::EMPTY)));
@@ -159,15 +192,7 @@ fn serve<D: Device>(
     )
     .map_err(|e| format!("cannot start the echo services: {e}"))?;
 
-    println!(
-        "{}",
-        listening_line(
-            options,
-            &io.name,
-            &iface,
-            device.capabilities().max_transmission_unit
-        )
-    );
+    println!("{}", listening_line(options, &io.name, &iface, io.ip_mtu));
 
     let mut next_stats = options.stats.0.map(|period| clock.now() + period);
     while !stop_requested() {
@@ -213,12 +238,7 @@ fn serve<D: Device>(
     Ok(())
 }
 
-fn listening_line(
-    options: &ServerOptions,
-    name: &str,
-    iface: &Interface,
-    frame_mtu: usize,
-) -> String {
+fn listening_line(options: &ServerOptions, name: &str, iface: &Interface, ip_mtu: usize) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
         OverflowMode::Defer => "defer",
@@ -229,9 +249,10 @@ fn listening_line(
         None => "off".into(),
     };
     format!(
-        "listening on {} (mtu {}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
+        "listening on {} (mtu {}{}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
         name,
-        frame_mtu.saturating_sub(14),
+        ip_mtu,
+        if options.offload { ", offload" } else { "" },
         addrs.join(" "),
         options.port,
         options.udp_port(),
@@ -246,7 +267,8 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         "tcp accepted={} active={} closed={} reset={} timed_out={} evicted={} \
          handshake_timeouts={} half_open_recycled={} held_syns={} refused={} bytes_in={} \
          bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} tx_flushes={} \
-         bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={}",
+         bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={} rx_coalesced={} \
+         rx_bad_checksum={} rx_unverifiable={} tx_segmented={} tx_oversize={}",
         tcp.accepted,
         tcp.active(),
         tcp.closed,
@@ -268,6 +290,11 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         frames.received,
         frames.sent,
         frames.tx_dropped,
+        frames.rx_coalesced,
+        frames.rx_bad_checksum,
+        frames.rx_unverifiable,
+        frames.tx_segmented,
+        frames.tx_oversize,
     )
 }
 

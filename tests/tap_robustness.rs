@@ -32,6 +32,9 @@ use netns::raw::{Junk, Kind, Pacer, RawLink, SERVER_MAC, arp_request, ip, peer, 
 use netns::*;
 use smolecho::sim::frames;
 
+// The malformed frames also go through the offload device's own frame checks.
+on_both_devices!(malformed_frames_do_not_stop_the_echo);
+
 /// How much `tap_server`'s resident memory may grow after the warm-up. Its memory is fixed
 /// (socket buffers in statics, one receive and one transmit frame buffer, a leaked socket
 /// table); the warm-up makes all of it resident. What is left may move by a few pages: the
@@ -927,18 +930,16 @@ fn stuck_reader_does_not_slow_the_other_slots() {
 /// batches of 1,000. After every batch a new TCP connection (IPv4 and IPv6 in turn) and a
 /// UDP datagram are echoed. The server keeps running, exits 0 on SIGTERM with its final
 /// line, and never panics.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn malformed_frames_do_not_stop_the_echo() {
+fn malformed_frames_do_not_stop_the_echo(dev: Dev) {
     in_netns(
-        "malformed_frames_do_not_stop_the_echo",
+        &dev.case("malformed_frames_do_not_stop_the_echo"),
         Duration::from_secs(120),
         false,
         || {
             const BATCHES: usize = 50;
             const PER_BATCH: usize = 1000;
             const RATE: u64 = 10_000;
-            let mut server = Server::start(&["--stats", "1"]);
+            let mut server = Server::start(&dev.with(&["--stats", "1"]));
             warm_up(SERVER_V4, 8);
             let memory = Memory::after_warm_up(&server);
             let before = latest_stats(&mut server, Duration::from_secs(3));

@@ -239,6 +239,59 @@ pub fn make_tap(name: &str, owner: Option<&str>) {
     ));
 }
 
+/// Which TAP device the examples run on: the default (`tun-tap`) or `--offload` (virtio-net
+/// headers and the kernel's offloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dev {
+    TunTap,
+    Offload,
+}
+
+impl Dev {
+    /// The test's name for it (`case::tun_tap`, `case::offload`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dev::TunTap => "tun_tap",
+            Dev::Offload => "offload",
+        }
+    }
+
+    /// `args` plus the option that chooses this device.
+    pub fn with<'a>(self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        if self == Dev::Offload {
+            all.push("--offload");
+        }
+        all
+    }
+
+    /// The full name of `case` run on this device, as the test harness knows it.
+    pub fn case(self, case: &str) -> String {
+        format!("{case}::{}", self.name())
+    }
+}
+
+/// Run a case function on both devices: `on_both_devices!(case_fn, ...)` makes the tests
+/// `case_fn::tun_tap` and `case_fn::offload`, each calling `case_fn(Dev::...)`.
+#[macro_export]
+macro_rules! on_both_devices {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use super::*;
+            #[test]
+            #[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+            fn tun_tap() {
+                super::$case(Dev::TunTap)
+            }
+            #[test]
+            #[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+            fn offload() {
+                super::$case(Dev::Offload)
+            }
+        }
+    )*};
+}
+
 /// A running `tap_server`.
 pub struct Server {
     child: Option<Child>,
