@@ -40,6 +40,12 @@ use impair::{Impairment, Relay};
 use netns::*;
 
 const SERVER: &str = "10.77.9.2";
+/// How long each client of the crowd keeps its connection after its echo is back. A real
+/// client does not close the instant it has its answer; 300 ms (as the crowd cases of
+/// tests/tap_netns.rs) keeps every slot busy while further SYNs wait, which is when the
+/// SYN-flood defence judges half-open slots. Without a hold the crowd is through before any
+/// handshake's retransmission timer fires, and resets are rare.
+const CLIENT_HOLD: Duration = Duration::from_millis(300);
 
 /// Wire the namespace (see the module docs), start the relay with `profile` and `seed`, and
 /// tap_server with `args`.
@@ -156,8 +162,9 @@ enum Outcome {
     Failed(String),
 }
 
-/// One client: connect, echo `bytes` of its own pattern, half-close, wait for the FIN.
-fn client(id: u64, bytes: usize, deadline: Instant) -> Outcome {
+/// One client: connect, echo `bytes` of its own pattern, hold the connection `hold`,
+/// half-close, wait for the FIN.
+fn client(id: u64, bytes: usize, hold: Duration, deadline: Instant) -> Outcome {
     let left = || {
         deadline
             .saturating_duration_since(Instant::now())
@@ -184,7 +191,10 @@ fn client(id: u64, bytes: usize, deadline: Instant) -> Outcome {
         .and_then(|()| s.set_write_timeout(Some(left())))
         .and_then(|()| s.write_all(&msg))
         .and_then(|()| s.read_exact(&mut echo))
-        .and_then(|()| s.shutdown(Shutdown::Write));
+        .and_then(|()| {
+            thread::sleep(hold);
+            s.shutdown(Shutdown::Write)
+        });
     if let Err(e) = io {
         return fail("echo", e);
     }
@@ -227,7 +237,8 @@ fn reorder_link_20_mb_echo_without_a_stall() {
 }
 
 /// The mix link (2 % loss, 1 % duplicates, 0.5 % corrupted, reordering): 32 clients at once
-/// on 8 slots, 4 KiB echoed by each: every one served, none reset, within 45 s. Loss keeps
+/// on 8 slots, 4 KiB echoed by each and the connection held 300 ms: every one served, none
+/// reset, within 45 s. Loss keeps
 /// handshakes half-open for an RTO (1 s in smoltcp); a SYN-flood defence that recycles such
 /// a slot resets a client that believes it is connected (issue 9).
 #[test]
@@ -246,7 +257,7 @@ fn mix_link_32_clients_on_8_slots_all_served_none_reset() {
                 let (start, tx) = (Arc::clone(&start), tx.clone());
                 thread::spawn(move || {
                     start.wait();
-                    let _ = tx.send(client(id, 4096, deadline));
+                    let _ = tx.send(client(id, 4096, CLIENT_HOLD, deadline));
                 });
             }
             drop(tx);
