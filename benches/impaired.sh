@@ -267,8 +267,8 @@ measure() { # RUN LINK PEER SEED KIND (bulk or clients)
   local counters
   counters=$( (grep '^relay ' "$log.relay" || true) | awk '{
       for (i = 3; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = v[kv[1]] (v[kv[1]] == "" ? "" : "/") kv[2] }
-    } END { printf "relay_passed=%s relay_dropped=%s relay_dup=%s relay_corrupt=%s relay_fixed=%s relay_oversize=%s relay_kdrops=%s",
-      v["passed"], v["dropped"], v["duplicated"], v["corrupted"], v["csum_fixed"], v["oversize"], v["kernel_drops"] }')
+    } END { printf "relay_passed=%s relay_dropped=%s relay_dup=%s relay_corrupt=%s relay_fixed=%s relay_oversize=%s relay_kdrops=%s relay_late_max_us=%s relay_late_1ms=%s",
+      v["passed"], v["dropped"], v["duplicated"], v["corrupted"], v["csum_fixed"], v["oversize"], v["kernel_drops"], v["late_max_us"], v["late_over_1ms"] }')
   line+=" $counters"
   echo "   $line" | sed 's/run=[0-9]* //' >&2
   echo "$line" >>"$results"
@@ -381,6 +381,12 @@ over = [r for r in rows if r.get("relay_oversize", "0/0") not in ("0/0", "")]
 kd = [r for r in rows if r.get("relay_kdrops", "0/0") not in ("0/0", "")]
 if over:
     print(f"WARNING: {len(over)} measurements saw oversize (GSO) frames at the relay")
+late = [max(int(x) for x in r["relay_late_max_us"].split("/")) for r in rows
+        if r.get("relay_late_max_us", "").replace("/", "").isdigit()]
+if late:
+    late.sort()
+    print(f"relay timing: delayed frames left at most {late[len(late) // 2] / 1e3:.2f} ms late "
+          f"(median over measurements), {late[-1] / 1e3:.2f} ms in the worst one")
 if kd:
     print(f"note: the relay's sockets overflowed in {len(kd)} measurements (extra loss): "
           + ", ".join(f"{r['link']}/{r['peer']} {r['relay_kdrops']}" for r in kd[:5]))
