@@ -383,10 +383,13 @@ if over:
     print(f"WARNING: {len(over)} measurements saw oversize (GSO) frames at the relay")
 late = [max(int(x) for x in r["relay_late_max_us"].split("/")) for r in rows
         if r.get("relay_late_max_us", "").replace("/", "").isdigit()]
+def total(key):
+    return sum(int(x) for r in rows for x in r.get(key, "").split("/") if x.isdigit())
 if late:
     late.sort()
-    print(f"relay timing: delayed frames left at most {late[len(late) // 2] / 1e3:.2f} ms late "
-          f"(median over measurements), {late[-1] / 1e3:.2f} ms in the worst one")
+    print(f"relay timing: of {total('relay_passed')} frames passed, {total('relay_late_1ms')} left "
+          f"more than 1 ms after their due time; the latest {late[-1] / 1e3:.2f} ms (median over "
+          f"measurements of each one's latest: {late[len(late) // 2] / 1e3:.2f} ms)")
 if kd:
     print(f"note: the relay's sockets overflowed in {len(kd)} measurements (extra loss): "
           + ", ".join(f"{r['link']}/{r['peer']} {r['relay_kdrops']}" for r in kd[:5]))
