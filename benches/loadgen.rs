@@ -8,8 +8,9 @@
 //! loadgen udp-rtt HOST:PORT COUNT [SIZE]          round trips of SIZE (64) byte datagrams
 //! loadgen churn   HOST:PORT SECS WORKERS [SRC...] connect, echo 32 B, close, for SECS seconds
 //! loadgen many    HOST:PORT CLIENTS TIMEOUT_SECS  CLIENTS connections at once, 32 B each
-//! loadgen clients HOST:PORT CLIENTS BYTES TIMEOUT_SECS
-//!                                                 CLIENTS at once, BYTES each, verified; counts
+//! loadgen clients HOST:PORT CLIENTS BYTES HOLD_MS TIMEOUT_SECS
+//!                                                 CLIENTS at once, BYTES each, verified, each
+//!                                                 connection held HOLD_MS after its echo; counts
 //!                                                 served, reset, refused and failed clients
 //! ```
 //!
@@ -42,7 +43,7 @@ usage: loadgen bulk    HOST:PORT BYTES [TIMEOUT_SECS]
        loadgen udp-rtt HOST:PORT COUNT [SIZE]
        loadgen churn   HOST:PORT SECS WORKERS [SRC_ADDR...]
        loadgen many    HOST:PORT CLIENTS TIMEOUT_SECS
-       loadgen clients HOST:PORT CLIENTS BYTES TIMEOUT_SECS
+       loadgen clients HOST:PORT CLIENTS BYTES HOLD_MS TIMEOUT_SECS
 ";
 
 /// Length of the bulk test pattern: a prime, so chunk boundaries never line up with it.
@@ -122,7 +123,8 @@ fn run(args: &[String]) -> Res<String> {
             addr,
             arg(args, 2, "CLIENTS")?,
             arg(args, 3, "BYTES")?,
-            arg(args, 4, "TIMEOUT_SECS")?,
+            Duration::from_millis(arg(args, 4, "HOLD_MS")?),
+            arg(args, 5, "TIMEOUT_SECS")?,
         ),
         other => Err(format!("unknown measurement {other:?}\n{USAGE}")),
     }
@@ -580,8 +582,15 @@ enum Outcome {
 }
 
 /// One client of `clients`: connect, send `bytes` of its own pattern, read the echo back and
-/// check it, half-close, wait for the server's FIN; all before `deadline`.
-fn echo_client(addr: SocketAddr, id: usize, bytes: usize, deadline: Instant) -> Outcome {
+/// check it, keep the connection `hold`, half-close, wait for the server's FIN; all before
+/// `deadline`.
+fn echo_client(
+    addr: SocketAddr,
+    id: usize,
+    bytes: usize,
+    hold: Duration,
+    deadline: Instant,
+) -> Outcome {
     let left = || deadline.saturating_duration_since(Instant::now());
     let io_err = |what: &str, e: io::Error| -> Outcome {
         let msg = format!("client {id}: {what}: {e}");
@@ -627,6 +636,7 @@ fn echo_client(addr: SocketAddr, id: usize, bytes: usize, deadline: Instant) -> 
     if back != msg {
         return Outcome::Failed(format!("client {id}: echo differs"));
     }
+    thread::sleep(hold.min(left()));
     if let Err(e) = s.shutdown(Shutdown::Write) {
         return io_err("shutdown", e);
     }
@@ -639,7 +649,13 @@ fn echo_client(addr: SocketAddr, id: usize, bytes: usize, deadline: Instant) -> 
 }
 
 /// `clients` connections at once (every one in its own thread), `bytes` echoed on each.
-fn clients(addr: SocketAddr, clients: usize, bytes: usize, timeout: f64) -> Res<String> {
+fn clients(
+    addr: SocketAddr,
+    clients: usize,
+    bytes: usize,
+    hold: Duration,
+    timeout: f64,
+) -> Res<String> {
     let barrier = Arc::new(Barrier::new(clients + 1));
     let (tx, rx) = mpsc::channel();
     // Spawning takes milliseconds: the clock starts before it, so no client gets extra time.
@@ -651,7 +667,7 @@ fn clients(addr: SocketAddr, clients: usize, bytes: usize, timeout: f64) -> Res<
             .stack_size(256 * 1024)
             .spawn(move || {
                 barrier.wait();
-                let _ = tx.send(echo_client(addr, i, bytes, deadline));
+                let _ = tx.send(echo_client(addr, i, bytes, hold, deadline));
             })
             .map_err(|e| format!("spawning client {i}: {e}"))?;
     }
@@ -686,8 +702,10 @@ fn clients(addr: SocketAddr, clients: usize, bytes: usize, timeout: f64) -> Res<
     let pending = clients - served - reset - refused - failed;
     let line = format!(
         "clients_served={served} clients_reset={reset} clients_refused={refused} \
-         clients_failed={} clients={clients} clients_bytes={bytes} clients_secs={:.3}",
+         clients_failed={} clients={clients} clients_bytes={bytes} clients_hold_ms={} \
+         clients_secs={:.3}",
         failed + pending,
+        hold.as_millis(),
         last.as_secs_f64()
     );
     if served < clients {

@@ -123,6 +123,11 @@ pub struct Counters {
     pub send_failed: u64,
     /// Frames the kernel dropped before the relay read them (socket buffer full).
     pub kernel_drops: u64,
+    /// The most any delayed frame left after its due time, in microseconds: the relay's own
+    /// timing error (a loaded machine wakes it late).
+    pub late_max_us: u64,
+    /// Delayed frames that left more than 1 ms after their due time.
+    pub late_over_1ms: u64,
 }
 
 impl fmt::Display for Counters {
@@ -130,7 +135,7 @@ impl fmt::Display for Counters {
         write!(
             f,
             "received={} passed={} dropped={} duplicated={} corrupted={} csum_fixed={} \
-             oversize={} send_failed={} kernel_drops={}",
+             oversize={} send_failed={} kernel_drops={} late_max_us={} late_over_1ms={}",
             self.received,
             self.passed,
             self.dropped,
@@ -139,7 +144,9 @@ impl fmt::Display for Counters {
             self.csum_fixed,
             self.oversize,
             self.send_failed,
-            self.kernel_drops
+            self.kernel_drops,
+            self.late_max_us,
+            self.late_over_1ms
         )
     }
 }
@@ -515,6 +522,13 @@ fn run_direction(
     // Tight wake-ups: the default 50 us timer slack would blur a 0.2 ms delay.
     // SAFETY: prctl(PR_SET_TIMERSLACK) only changes this thread's timer slack.
     unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1000 as libc::c_ulong) };
+    // A wire does not wait for the CPU: on a loaded machine an ordinary thread wakes
+    // milliseconds late, which would add delay nobody asked for. A real-time priority (root
+    // only; without it the relay runs as it is) makes it wake on time; it sleeps between
+    // frames, and the kernel keeps 5 % of each CPU for others (sched_rt_runtime_us).
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) };
     let mut rng = Rng(seed);
     let mut c = Counters::default();
     let mut queue: BinaryHeap<Pending> = BinaryHeap::new();
@@ -528,6 +542,10 @@ fn run_direction(
         let now = Instant::now();
         while queue.peek().is_some_and(|p| p.due <= now) {
             let Some(p) = queue.pop() else { break };
+            let late = now.saturating_duration_since(p.due);
+            let late_us = u64::try_from(late.as_micros()).unwrap_or(u64::MAX);
+            c.late_max_us = c.late_max_us.max(late_us);
+            c.late_over_1ms += u64::from(late_us > 1000);
             if to.send(&p.frame) {
                 c.passed += 1;
             } else {

@@ -3,7 +3,9 @@
 //! wait and a process-group kill, starting `tap_server` and reading its counters, and small
 //! helpers for the inside of the namespace. [`raw`] writes raw Ethernet frames onto a TAP.
 //!
-//! Each suite includes it with `mod netns;`; not every suite uses every helper.
+//! Each suite includes it with `mod netns;`; not every suite uses every helper. `impair.rs`
+//! beside it (the impaired link's relay) is not part of it: `tests/tap_impaired.rs` and
+//! `benches/impair_relay.rs` include it by path.
 
 #![allow(dead_code)]
 
