@@ -16,6 +16,14 @@ cargo test
 # The seeded fault simulation at full size (the default run above does 200 seeds).
 SMOLECHO_SEEDS=5000 cargo test --release --test sim_faults -- --nocapture
 
+# Liveness over a reordering link at full size (20 MB) and 10 seeds (the debug run above:
+# 8 MB, 2 seeds), then with the firmware's smoltcp assembler size, which must not buy a
+# stall either.
+SMOLECHO_SEEDS=10 cargo test --release --test sim_liveness -- --nocapture
+fw_assembler=$(grep -o 'assembler-max-segment-count-[0-9]*' examples/qemu-mps2/Cargo.toml | grep -o '[0-9]*$')
+SMOLTCP_ASSEMBLER_MAX_SEGMENT_COUNT=$fw_assembler SMOLECHO_SEEDS=10 \
+  cargo test --release --test sim_liveness firmware -- --nocapture
+
 # The embedded builds: no std, no alloc anywhere in the tree.
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
   cargo build --lib --no-default-features --target "$target"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The Linux TAP examples: build them in release, then run tests/tap_netns.rs and
-# tests/tap_robustness.rs, where every case creates its own network namespace (nothing on this
+# The Linux TAP examples: build them in release, then run tests/tap_netns.rs,
+# tests/tap_robustness.rs and tests/tap_impaired.rs, where every case creates its own network namespace (nothing on this
 # machine's interfaces is touched). Needs root; runs with CI=true so that no case can skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +19,7 @@ command -v ip >/dev/null && command -v ss >/dev/null || need+=(iproute2)
 command -v python3 >/dev/null || need+=(python3)
 command -v unshare >/dev/null && command -v setpriv >/dev/null || need+=(util-linux)
 command -v stdbuf >/dev/null || need+=(coreutils)
+command -v ethtool >/dev/null || need+=(ethtool) # checksum offload off on the impaired link's veth
 if [ "${#need[@]}" -gt 0 ]; then
   echo "installing: ${need[*]}"
   apt-get update -qq
@@ -40,3 +41,9 @@ echo "TAP namespace tests passed in $((SECONDS - start)) s"
 start=$SECONDS
 cargo test --release --test tap_robustness -- --ignored --nocapture --test-threads=1
 echo "TAP robustness tests passed in $((SECONDS - start)) s"
+# Impaired links (issue 9): the kernel's TCP through a relay that loses, duplicates, corrupts
+# and reorders frames; no stall over a bound, no client reset. The relay runs inside each
+# case (tests/netns/impair.rs).
+start=$SECONDS
+cargo test --release --test tap_impaired -- --ignored --nocapture --test-threads=1
+echo "TAP impaired-link tests passed in $((SECONDS - start)) s"

@@ -2,15 +2,25 @@
 //! measurement, so the client is never the bottleneck and both servers meet the same client.
 //!
 //! ```text
-//! loadgen bulk    HOST:PORT BYTES                 one connection, byte-verified echo throughput
+//! loadgen bulk    HOST:PORT BYTES [TIMEOUT_SECS]  one connection, byte-verified echo throughput
+//!                                                 and the longest stall
 //! loadgen tcp-rtt HOST:PORT COUNT [SIZE]          round trips of SIZE (64) bytes on one connection
 //! loadgen udp-rtt HOST:PORT COUNT [SIZE]          round trips of SIZE (64) byte datagrams
 //! loadgen churn   HOST:PORT SECS WORKERS [SRC...] connect, echo 32 B, close, for SECS seconds
 //! loadgen many    HOST:PORT CLIENTS TIMEOUT_SECS  CLIENTS connections at once, 32 B each
+//! loadgen clients HOST:PORT CLIENTS BYTES HOLD_MS TIMEOUT_SECS
+//!                                                 CLIENTS at once, BYTES each, verified, each
+//!                                                 connection held HOLD_MS after its echo; counts
+//!                                                 served, reset, refused and failed clients
 //! ```
 //!
 //! Each prints one line of `key=value` pairs on stdout and exits 0, or explains the failure on
 //! stderr and exits 1 (a byte mismatch, a lost connection, not every client served, ...).
+//! `bulk`, `many` and `clients` still print their line on stdout when they fail, so a failed
+//! measurement keeps its figures (`bulk_failed=WHY`, the longest stall, the counts).
+//! The longest stall of `bulk` is the longest time between two reads that returned bytes
+//! (from the connection's establishment on, and up to the failure if it fails): the figure
+//! of issue 9 (a peer that stops acknowledging under reordering stalls for seconds).
 //! `churn` spreads its connections over the source addresses `SRC...` (each must be assigned
 //! to a local interface) so the client's TIME_WAIT entries never exhaust the ports of one.
 //!
@@ -28,11 +38,12 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 const USAGE: &str = "\
-usage: loadgen bulk    HOST:PORT BYTES
+usage: loadgen bulk    HOST:PORT BYTES [TIMEOUT_SECS]
        loadgen tcp-rtt HOST:PORT COUNT [SIZE]
        loadgen udp-rtt HOST:PORT COUNT [SIZE]
        loadgen churn   HOST:PORT SECS WORKERS [SRC_ADDR...]
        loadgen many    HOST:PORT CLIENTS TIMEOUT_SECS
+       loadgen clients HOST:PORT CLIENTS BYTES HOLD_MS TIMEOUT_SECS
 ";
 
 /// Length of the bulk test pattern: a prime, so chunk boundaries never line up with it.
@@ -80,7 +91,13 @@ fn opt<T: std::str::FromStr>(args: &[String], i: usize, what: &str, default: T) 
 fn run(args: &[String]) -> Res<String> {
     let addr: SocketAddr = arg(args, 1, "HOST:PORT")?;
     match args[0].as_str() {
-        "bulk" => bulk(addr, arg(args, 2, "BYTES")?),
+        "bulk" => bulk(
+            addr,
+            arg(args, 2, "BYTES")?,
+            args.get(3)
+                .map(|_| arg(args, 3, "TIMEOUT_SECS"))
+                .transpose()?,
+        ),
         "tcp-rtt" => tcp_rtt(addr, arg(args, 2, "COUNT")?, opt(args, 3, "SIZE", 64)?),
         "udp-rtt" => udp_rtt(addr, arg(args, 2, "COUNT")?, opt(args, 3, "SIZE", 64)?),
         "churn" => {
@@ -101,6 +118,13 @@ fn run(args: &[String]) -> Res<String> {
             addr,
             arg(args, 2, "CLIENTS")?,
             arg(args, 3, "TIMEOUT_SECS")?,
+        ),
+        "clients" => clients(
+            addr,
+            arg(args, 2, "CLIENTS")?,
+            arg(args, 3, "BYTES")?,
+            Duration::from_millis(arg(args, 4, "HOLD_MS")?),
+            arg(args, 5, "TIMEOUT_SECS")?,
         ),
         other => Err(format!("unknown measurement {other:?}\n{USAGE}")),
     }
@@ -129,10 +153,13 @@ fn pattern() -> Vec<u8> {
 }
 
 /// One connection; a writer thread sends `bytes` of the pattern and half-closes, this thread
-/// reads the echo back and checks every byte, then waits for the server's FIN.
-fn bulk(addr: SocketAddr, bytes: u64) -> Res<String> {
+/// reads the echo back and checks every byte, then waits for the server's FIN. With a
+/// `timeout` (seconds) the whole transfer must finish within it; without, each read may wait
+/// `IO_TIMEOUT`.
+fn bulk(addr: SocketAddr, bytes: u64, timeout: Option<f64>) -> Res<String> {
     let pat = Arc::new(pattern());
     let start = Instant::now();
+    let deadline = timeout.map(|t| start + Duration::from_secs_f64(t));
     let stream = connect(addr)?;
     let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
     let wpat = Arc::clone(&pat);
@@ -149,20 +176,76 @@ fn bulk(addr: SocketAddr, bytes: u64) -> Res<String> {
     let mut reader = stream;
     let mut buf = vec![0u8; 256 * 1024];
     let mut got = 0u64;
-    while got < bytes {
-        let want = buf.len().min((bytes - got) as usize);
-        let n = reader
-            .read(&mut buf[..want])
-            .map_err(|e| format!("after {got} of {bytes} bytes: {e}"))?;
-        if n == 0 {
-            return Err(format!("EOF after {got} of {bytes} bytes"));
+    let mut last_bytes = Instant::now();
+    let mut stall = Duration::ZERO;
+    // What a failure prints on stdout (the figures so far) and stderr (why).
+    let failed = |why: &str, got: u64, stall: Duration, detail: String| -> Res<String> {
+        println!(
+            "bulk_failed={why} bytes={bytes} got={got} secs={:.3} longest_stall_ms={:.0}",
+            start.elapsed().as_secs_f64(),
+            stall.as_secs_f64() * 1e3
+        );
+        Err(detail)
+    };
+    // The read timeout for the next read: what is left of the transfer's time, or IO_TIMEOUT.
+    let next_wait = || -> Option<Duration> {
+        match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                (!left.is_zero()).then_some(left)
+            }
+            None => Some(IO_TIMEOUT),
         }
+    };
+    while got < bytes {
+        let Some(wait) = next_wait() else {
+            stall = stall.max(last_bytes.elapsed());
+            return failed(
+                "timeout",
+                got,
+                stall,
+                format!("timeout after {got} of {bytes} bytes"),
+            );
+        };
+        reader
+            .set_read_timeout(Some(wait))
+            .map_err(|e| e.to_string())?;
+        let want = buf.len().min((bytes - got) as usize);
+        let n = match reader.read(&mut buf[..want]) {
+            Ok(n) => n,
+            Err(e) => {
+                stall = stall.max(last_bytes.elapsed());
+                let why = failure_kind(&e);
+                return failed(
+                    why,
+                    got,
+                    stall,
+                    format!("after {got} of {bytes} bytes: {e}"),
+                );
+            }
+        };
+        if n == 0 {
+            return failed(
+                "eof",
+                got,
+                stall,
+                format!("EOF after {got} of {bytes} bytes"),
+            );
+        }
+        stall = stall.max(last_bytes.elapsed());
+        last_bytes = Instant::now();
         let mut done = 0;
         while done < n {
             let off = ((got + done as u64) % PATTERN as u64) as usize;
             let len = (PATTERN - off).min(n - done);
             if buf[done..done + len] != pat[off..off + len] {
-                return Err(format!("byte mismatch near offset {}", got + done as u64));
+                let at = got + done as u64;
+                return failed(
+                    "mismatch",
+                    got,
+                    stall,
+                    format!("byte mismatch near offset {at}"),
+                );
             }
             done += len;
         }
@@ -170,10 +253,22 @@ fn bulk(addr: SocketAddr, bytes: u64) -> Res<String> {
     }
     let elapsed = start.elapsed();
     // The echo closes after our FIN: nothing more may arrive.
+    let wait = next_wait().unwrap_or(Duration::from_millis(1));
+    reader
+        .set_read_timeout(Some(wait))
+        .map_err(|e| e.to_string())?;
     match reader.read(&mut buf[..1]) {
         Ok(0) => {}
-        Ok(_) => return Err("bytes beyond what was sent".into()),
-        Err(e) => return Err(format!("waiting for the server's FIN: {e}")),
+        Ok(_) => return failed("extra", got, stall, "bytes beyond what was sent".into()),
+        Err(e) => {
+            let why = failure_kind(&e);
+            return failed(
+                why,
+                got,
+                stall,
+                format!("waiting for the server's FIN: {e}"),
+            );
+        }
     }
     sender
         .join()
@@ -181,9 +276,23 @@ fn bulk(addr: SocketAddr, bytes: u64) -> Res<String> {
         .map_err(|e| format!("writing: {e}"))?;
     let mbit = bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e6;
     Ok(format!(
-        "bulk_mbit={mbit:.1} bytes={bytes} secs={:.3} verified=1",
-        elapsed.as_secs_f64()
+        "bulk_mbit={mbit:.1} bytes={bytes} secs={:.3} longest_stall_ms={:.0} verified=1",
+        elapsed.as_secs_f64(),
+        stall.as_secs_f64() * 1e3
     ))
+}
+
+/// One word for why a socket call failed: `reset` (the peer sent an RST), `refused`,
+/// `timeout` or `error`.
+fn failure_kind(e: &io::Error) -> &'static str {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::BrokenPipe => "reset",
+        io::ErrorKind::ConnectionRefused => "refused",
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "timeout",
+        _ => "error",
+    }
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -457,6 +566,153 @@ fn many(addr: SocketAddr, clients: usize, timeout: f64) -> Res<String> {
         failed.truncate(3);
         return Err(format!(
             "{line}: {pending} still waiting after {timeout} s; failures: {failed:?}"
+        ));
+    }
+    Ok(line)
+}
+
+/// How one client of `clients` ended.
+enum Outcome {
+    Served,
+    /// An RST reached it (connection reset, or a write after one).
+    Reset(String),
+    Refused(String),
+    /// Anything else: a timeout, a wrong echo, an early EOF.
+    Failed(String),
+}
+
+/// One client of `clients`: connect, send `bytes` of its own pattern, read the echo back and
+/// check it, keep the connection `hold`, half-close, wait for the server's FIN; all before
+/// `deadline`.
+fn echo_client(
+    addr: SocketAddr,
+    id: usize,
+    bytes: usize,
+    hold: Duration,
+    deadline: Instant,
+) -> Outcome {
+    let left = || deadline.saturating_duration_since(Instant::now());
+    let io_err = |what: &str, e: io::Error| -> Outcome {
+        let msg = format!("client {id}: {what}: {e}");
+        match failure_kind(&e) {
+            "reset" => Outcome::Reset(msg),
+            "refused" => Outcome::Refused(msg),
+            _ => Outcome::Failed(msg),
+        }
+    };
+    if left().is_zero() {
+        return Outcome::Failed(format!("client {id}: no time left to connect"));
+    }
+    // The kernel's own SYN retransmissions are what a client held back by a busy server
+    // relies on; connect_timeout bounds them by the deadline.
+    let mut s = match TcpStream::connect_timeout(&addr, left()) {
+        Ok(s) => s,
+        Err(e) => return io_err("connect", e),
+    };
+    let _ = s.set_nodelay(true);
+    let mut msg = vec![0u8; bytes];
+    let mut x = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for b in msg.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 56) as u8;
+    }
+    let mut back = vec![0u8; bytes];
+    let io = (|| -> Result<(), (&str, io::Error)> {
+        let timeout = |s: &TcpStream| {
+            s.set_read_timeout(Some(left().max(Duration::from_millis(1))))
+                .and_then(|()| s.set_write_timeout(Some(left().max(Duration::from_millis(1)))))
+        };
+        timeout(&s).map_err(|e| ("setup", e))?;
+        s.write_all(&msg).map_err(|e| ("write", e))?;
+        timeout(&s).map_err(|e| ("setup", e))?;
+        s.read_exact(&mut back).map_err(|e| ("read", e))?;
+        Ok(())
+    })();
+    if let Err((what, e)) = io {
+        return io_err(what, e);
+    }
+    if back != msg {
+        return Outcome::Failed(format!("client {id}: echo differs"));
+    }
+    thread::sleep(hold.min(left()));
+    if let Err(e) = s.shutdown(Shutdown::Write) {
+        return io_err("shutdown", e);
+    }
+    let _ = s.set_read_timeout(Some(left().max(Duration::from_millis(1))));
+    match s.read(&mut back[..1]) {
+        Ok(0) => Outcome::Served,
+        Ok(_) => Outcome::Failed(format!("client {id}: bytes after the echo")),
+        Err(e) => io_err("waiting for FIN", e),
+    }
+}
+
+/// `clients` connections at once (every one in its own thread), `bytes` echoed on each.
+fn clients(
+    addr: SocketAddr,
+    clients: usize,
+    bytes: usize,
+    hold: Duration,
+    timeout: f64,
+) -> Res<String> {
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let (tx, rx) = mpsc::channel();
+    // Spawning takes milliseconds: the clock starts before it, so no client gets extra time.
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs_f64(timeout);
+    for i in 0..clients {
+        let (barrier, tx) = (barrier.clone(), tx.clone());
+        thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || {
+                barrier.wait();
+                let _ = tx.send(echo_client(addr, i, bytes, hold, deadline));
+            })
+            .map_err(|e| format!("spawning client {i}: {e}"))?;
+    }
+    drop(tx);
+    barrier.wait();
+    let (mut served, mut reset, mut refused, mut failed) = (0usize, 0usize, 0usize, 0usize);
+    let mut notes = Vec::new();
+    let mut last = Duration::ZERO;
+    // A little past the deadline: every client gives up by then on its own.
+    let grace = deadline + Duration::from_secs(2);
+    while served + reset + refused + failed < clients {
+        match rx.recv_timeout(grace.saturating_duration_since(Instant::now())) {
+            Ok(Outcome::Served) => {
+                served += 1;
+                last = start.elapsed();
+            }
+            Ok(Outcome::Reset(m)) => {
+                reset += 1;
+                notes.push(m);
+            }
+            Ok(Outcome::Refused(m)) => {
+                refused += 1;
+                notes.push(m);
+            }
+            Ok(Outcome::Failed(m)) => {
+                failed += 1;
+                notes.push(m);
+            }
+            Err(_) => break,
+        }
+    }
+    let pending = clients - served - reset - refused - failed;
+    let line = format!(
+        "clients_served={served} clients_reset={reset} clients_refused={refused} \
+         clients_failed={} clients={clients} clients_bytes={bytes} clients_hold_ms={} \
+         clients_secs={:.3}",
+        failed + pending,
+        hold.as_millis(),
+        last.as_secs_f64()
+    );
+    if served < clients {
+        println!("{line}");
+        notes.truncate(5);
+        return Err(format!(
+            "{line}: {pending} still running at the deadline; {notes:?}"
         ));
     }
     Ok(line)

@@ -7,8 +7,9 @@
 #   sudo benches/run.sh                 # 5 rounds, full sizes (about 5 minutes)
 #   sudo BENCH_QUICK=1 benches/run.sh   # smoke: 1 round, small sizes, < 90 s; fails on any failure
 #
-# Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (4096, the baseline's
-# recv size), BENCH_SERVER_ARGS (extra tap_server options, default none), CARGO_TARGET_DIR,
+# Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (65536, the baseline's
+# recv size: its strongest form), BENCH_OFFLOAD (1: also measure `tap_server --offload` on a
+# second TAP in the same run; 0: skip it), BENCH_SERVER_ARGS (extra tap_server options, default none), CARGO_TARGET_DIR,
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_FAMILY (4, or 6 for IPv6), BENCH_PIN (0, split or same: CPU
 # placement, see below), BENCH_ONLY (a subset of: bulk tcp-rtt
 # udp-rtt churn many idle), BENCH_SERVER_BIN (another tap_server build, for experiments).
@@ -20,7 +21,9 @@
 #        | veth, MTU 1500
 #   [srv: 10.77.0.2  kernel_echo.py :8000   ip_forward=1 (this namespace only)
 #        | tap0 192.168.69.100, MTU 1500
-#        tap_server 192.168.69.1 :8000 ]
+#        tap_server 192.168.69.1 :8000
+#        | tap1 192.168.70.100, MTU 1500 (BENCH_OFFLOAD=1)
+#        tap_server --offload 192.168.70.1 :8000 ]
 #
 # The host's own interfaces, addresses and routes are never touched.
 set -euo pipefail
@@ -37,7 +40,8 @@ else
   bulk_bytes=$((256 << 20)); rtt_count=5000; churn_secs=3; many_clients=256; many_timeout=150
   idle_secs=10
 fi
-buflen=${BENCH_KERNEL_BUFLEN:-4096}
+buflen=${BENCH_KERNEL_BUFLEN:-65536}
+offload=${BENCH_OFFLOAD:-1}
 port=8000
 
 if [ "$(id -u)" != 0 ]; then
@@ -107,6 +111,7 @@ for i in 11 12 13 14 15 16 17 18; do
 done
 ip -n "$srv" addr add 10.77.0.2/24 dev vs
 ip -n "$cli" route add 192.168.69.0/24 via 10.77.0.2
+ip -n "$cli" route add 192.168.70.0/24 via 10.77.0.2
 in_srv sysctl -qw net.ipv4.ip_forward=1
 # IPv6 too (BENCH_FAMILY=6 measures over it): fdab::/64 on the veth, tap_server's fdaa::/64
 # behind the server namespace.
@@ -118,6 +123,7 @@ for i in 11 12 13 14 15 16 17 18; do
 done
 ip -n "$srv" -6 addr add fdab::2/64 dev vs nodad
 ip -n "$cli" -6 route add fdaa::/64 via fdab::2
+ip -n "$cli" -6 route add fdac::/64 via fdab::2
 in_srv sysctl -qw net.ipv6.conf.all.forwarding=1
 
 # --- servers -----------------------------------------------------------------------------
@@ -148,6 +154,19 @@ ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --gateway 192.168.69.100 --ga
 smol_pid=$!
 pids+=("$smol_pid")
 wait_line "$work/tap_server.log" "listening on" "$smol_pid" tap_server
+servers=(kernel smolecho)
+if [ "$offload" = 1 ]; then
+  # The same server on the offload TAP device, on its own TAP and subnets.
+  # shellcheck disable=SC2086
+  ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --offload --tap tap1 \
+    --ip 192.168.70.1/24 --ip fdac::1/64 --host-ip 192.168.70.100/24 --host-ip fdac::100/64 \
+    --gateway 192.168.70.100 --gateway fdac::100 ${BENCH_SERVER_ARGS:-} \
+    >"$work/tap_server_offload.log" 2>&1 &
+  off_pid=$!
+  pids+=("$off_pid")
+  wait_line "$work/tap_server_offload.log" "listening on" "$off_pid" "tap_server --offload"
+  servers+=(offload)
+fi
 ip netns exec "$srv" "${pin_srv[@]}" python3 "$root/benches/kernel_echo.py" "$port" "$buflen" \
   >"$work/kernel.log" 2>&1 &
 kern_pid=$!
@@ -155,10 +174,10 @@ pids+=("$kern_pid")
 wait_line "$work/kernel.log" "listening" "$kern_pid" kernel_echo.py
 
 if [ "${BENCH_FAMILY:-4}" = 6 ]; then
-  declare -A addr=([kernel]=[fdab::2] [smolecho]=[fdaa::1])
+  declare -A addr=([kernel]=[fdab::2] [smolecho]=[fdaa::1] [offload]=[fdac::1])
   sources=("${sources6[@]}")
 else
-  declare -A addr=([kernel]=10.77.0.2 [smolecho]=192.168.69.1)
+  declare -A addr=([kernel]=10.77.0.2 [smolecho]=192.168.69.1 [offload]=192.168.70.1)
 fi
 results=$work/results
 : >"$results"
@@ -184,15 +203,16 @@ cpu_ns() { # PID: CPU time of all its threads, in ns
 }
 
 # Warm up both paths (ARP and neighbour discovery, page faults).
-for s in kernel smolecho; do
+for s in "${servers[@]}"; do
   in_cli "$loadgen" tcp-rtt "${addr[$s]}:$port" 10 >/dev/null
   in_cli "$loadgen" udp-rtt "${addr[$s]}:$port" 10 >/dev/null
 done
 
 echo "== $rounds round(s); $(nproc) CPUs, $placement; load average: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for round in $(seq "$rounds"); do
-  # Alternate which server goes first, so a slow drift in machine load cancels out.
-  if [ $((round % 2)) = 1 ]; then order=(kernel smolecho); else order=(smolecho kernel); fi
+  # Rotate which server goes first, so a slow drift in machine load cancels out.
+  shift_by=$(((round - 1) % ${#servers[@]}))
+  order=("${servers[@]:shift_by}" "${servers[@]:0:shift_by}")
   echo "-- round $round (${order[*]})" >&2
   if want bulk; then
     for s in "${order[@]}"; do measure "$round" "$s" bulk "${addr[$s]}:$port" "$bulk_bytes"; done
@@ -216,10 +236,12 @@ for round in $(seq "$rounds"); do
   want idle || continue
   # Idle CPU: both servers at once, with no traffic at all.
   sleep 1
-  k0=$(cpu_ns "$kern_pid"); s0=$(cpu_ns "$smol_pid")
+  k0=$(cpu_ns "$kern_pid"); s0=$(cpu_ns "$smol_pid"); o0=$([ "$offload" = 1 ] && cpu_ns "$off_pid" || echo 0)
   sleep "$idle_secs"
-  k1=$(cpu_ns "$kern_pid"); s1=$(cpu_ns "$smol_pid")
-  for pair in "kernel $k0 $k1" "smolecho $s0 $s1"; do
+  k1=$(cpu_ns "$kern_pid"); s1=$(cpu_ns "$smol_pid"); o1=$([ "$offload" = 1 ] && cpu_ns "$off_pid" || echo 0)
+  idle_pairs=("kernel $k0 $k1" "smolecho $s0 $s1")
+  [ "$offload" = 1 ] && idle_pairs+=("offload $o0 $o1")
+  for pair in "${idle_pairs[@]}"; do
     set -- $pair
     pct=$(python3 -c "print(f'{($3-$2)/($idle_secs*1e9)*100:.3f}')")
     echo "   $1: idle_cpu_pct=$pct" >&2
@@ -231,10 +253,17 @@ kill -0 "$smol_pid" 2>/dev/null || { echo "tap_server died:" >&2; cat "$work/tap
 kill -TERM "$smol_pid"
 wait "$smol_pid" 2>/dev/null || true
 grep -E "^final:" "$work/tap_server.log" >&2 || true
+if [ "$offload" = 1 ]; then
+  kill -0 "$off_pid" 2>/dev/null || { echo "tap_server --offload died:" >&2; cat "$work/tap_server_offload.log" >&2; exit 1; }
+  kill -TERM "$off_pid"
+  wait "$off_pid" 2>/dev/null || true
+  echo "offload: $(grep -E "^final:" "$work/tap_server_offload.log")" >&2 || true
+fi
+echo "kernel baseline: recv($buflen); family: IPv${BENCH_FAMILY:-4}" >&2
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 
 # --- table ---------------------------------------------------------------------------------
-python3 - "$results" "$quick" <<'EOF'
+python3 - "$results" "$quick" "$offload" <<'EOF'
 import statistics, sys
 rows = [dict(kv.split("=", 1) for kv in line.split()) for line in open(sys.argv[1]) if line.strip()]
 failed = [r for r in rows if "failed" in r]
@@ -252,13 +281,22 @@ def agg(server, key, how):
     v = [float(r[key]) for r in rows if r.get("server") == server and key in r]
     return how(v) if v else None
 fmt = lambda x: "-" if x is None else (f"{x:.0f}" if abs(x) >= 100 else f"{x:.3g}")
+offload = sys.argv[3] == "1"
+ratio = lambda s, k: "-" if not k or s is None else f"{s / k:.2f}x"
 print()
-print("| figure | kernel | smolecho | ratio | goal |")
-print("| --- | ---: | ---: | ---: | --- |")
+if offload:
+    print("| figure | kernel | smolecho | ratio | smolecho --offload | ratio | goal |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+else:
+    print("| figure | kernel | smolecho | ratio | goal |")
+    print("| --- | ---: | ---: | ---: | --- |")
 for name, key, goal, how in metrics:
     k, s = agg("kernel", key, how), agg("smolecho", key, how)
-    ratio = "-" if not k or s is None else f"{s / k:.2f}x"
-    print(f"| {name} | {fmt(k)} | {fmt(s)} | {ratio} | {goal} |")
+    row = f"| {name} | {fmt(k)} | {fmt(s)} | {ratio(s, k)} |"
+    if offload:
+        o = agg("offload", key, how)
+        row += f" {fmt(o)} | {ratio(o, k)} |"
+    print(f"{row} {goal} |")
 print()
 print(f"rounds: {max((int(r['round']) for r in rows), default=0)}; medians over the rounds")
 for r in failed:

@@ -28,14 +28,14 @@ use smolecho::smoltcp::iface::{Interface, SocketHandle, SocketSet, SocketStorage
 use smolecho::smoltcp::socket::{tcp, udp};
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Address};
-use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, UdpConfig, UdpEchoStorage};
+use smolecho::{EchoNode, Sockets, TcpBuffers, TcpConfig, TcpSlot, UdpBuffers, UdpConfig};
 
 const SLOTS: usize = 8;
 const TCP_RX: usize = 128 * 1024;
 const TCP_TX: usize = 128 * 1024;
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
-/// The bare loop's scratch buffer (the core copies through a 1 KiB one).
+/// The bare loop's scratch buffer (the core copies through a 2 KiB one on 64-bit hosts).
 const SCRATCH: usize = 1024;
 /// Frames each direction of the link holds: more than a full 128 KiB window of segments.
 const LINK_FRAMES: usize = 256;
@@ -84,7 +84,7 @@ trait Server {
 struct Core {
     iface: Interface,
     sockets: Sockets<'static>,
-    node: EchoNode<'static, SLOTS>,
+    node: EchoNode<'static>,
 }
 
 impl Server for Core {
@@ -163,16 +163,22 @@ fn server_addrs() -> [IpCidr; 1] {
 fn core_server(link: &mut SimLink) -> Core {
     let iface = sim::interface(&mut link.end(Side::A), 1, &server_addrs(), Instant::ZERO);
     let mut sockets = Sockets::new(leak([SocketStorage::EMPTY; SLOTS + 1]).as_mut_slice());
+    // Slices from the heap, as a host program sizes its pool (no listen backlog: one client).
+    let tcp = TcpBuffers::new(
+        vec![TcpSlot::EMPTY; SLOTS].leak(),
+        vec![0; SLOTS * TCP_RX].leak(),
+        vec![0; SLOTS * TCP_TX].leak(),
+    );
+    let udp = UdpBuffers::new(
+        vec![udp::PacketMetadata::EMPTY; 2 * UDP_PACKETS].leak(),
+        vec![0; 3 * UDP_BYTES].leak(),
+    );
     let node = EchoNode::new(
-        (
-            TcpConfig::on_port(PORT),
-            leak(TcpEchoStorage::<SLOTS, TCP_RX, TCP_TX>::new()),
-        ),
-        (
-            UdpConfig::on_port(PORT),
-            leak(UdpEchoStorage::<UDP_PACKETS, UDP_BYTES>::new()),
-        ),
         &mut sockets,
+        TcpConfig::on_port(PORT),
+        tcp,
+        UdpConfig::on_port(PORT),
+        udp,
     )
     .expect("the node fits its socket set");
     Core {

@@ -12,21 +12,21 @@
 mod support;
 
 use std::error::Error;
-use std::os::fd::AsRawFd;
 use std::process::ExitCode;
 
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{EthernetAddress, IpEndpoint};
-use smolecho::tcp_client::TcpClientState;
 use smolecho::{
     Sockets, TcpClientConfig, TcpClientStorage, TcpEchoClient, TcpOutcome, UdpClientConfig,
     UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
 use support::cli::{self, ClientOptions};
-use support::tap::{self, TapDevice};
-use support::{Clock, delay_until, earliest, leak, stop_on_signals, stop_requested, wait_readable};
+use support::{
+    Clock, Tap, delay_until, earliest, leak, stop_on_signals, stop_requested, tap, vnet_tap,
+    wait_readable,
+};
 
 /// The client's MAC address (locally administered).
 const MAC: EthernetAddress = EthernetAddress([0x02, 0x00, 0x00, 0x00, 0x00, 0x02]);
@@ -70,14 +70,14 @@ impl<T> Step<T> {
 }
 
 /// Everything a run drives: the TAP, the interface, the sockets, the clock.
-struct Host {
-    device: TapDevice,
+struct Host<D> {
+    device: D,
     iface: Interface,
     sockets: Sockets<'static>,
     clock: Clock,
 }
 
-impl Host {
+impl<D: Tap> Host<D> {
     /// Poll the interface and `service` until it is done, sleeping on the TAP until the next
     /// deadline in between. `None` when interrupted by a signal.
     fn drive<T>(
@@ -110,7 +110,16 @@ impl Host {
 
 fn run(options: &ClientOptions) -> Result<bool, BoxError> {
     stop_on_signals()?;
-    let (mut device, _origin) = tap::open(&options.tap, &options.host_ips)?;
+    if options.offload {
+        let (device, _origin) = vnet_tap::open(&options.tap, &options.host_ips)?;
+        run_on(options, device)
+    } else {
+        let (device, _origin) = tap::open(&options.tap, &options.host_ips)?;
+        run_on(options, device)
+    }
+}
+
+fn run_on<D: Tap>(options: &ClientOptions, mut device: D) -> Result<bool, BoxError> {
     let clock = Clock::new();
     let iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
     let storage: &'static mut [SocketStorage<'static>; 1] = leak([SocketStorage::EMPTY]);
@@ -136,8 +145,8 @@ fn run(options: &ClientOptions) -> Result<bool, BoxError> {
     }
 }
 
-fn tcp_runs(
-    host: &mut Host,
+fn tcp_runs<D: Tap>(
+    host: &mut Host<D>,
     options: &ClientOptions,
     remote: IpEndpoint,
     message: &'static [u8],
@@ -182,15 +191,15 @@ fn tcp_runs(
         // client's own timeout).
         host.drive(|h| {
             client.service(h.clock.now(), &mut h.sockets);
-            let idle = client.state() == TcpClientState::Idle;
+            let idle = client.is_idle();
             Step::from(idle.then_some(()), client.poll_at())
         })?;
     }
     Ok(true)
 }
 
-fn udp_runs(
-    host: &mut Host,
+fn udp_runs<D: Tap>(
+    host: &mut Host<D>,
     options: &ClientOptions,
     remote: IpEndpoint,
     message: &'static [u8],

@@ -8,8 +8,8 @@
 //! then sleeps on the TAP descriptor until a frame arrives or the echo node's next deadline.
 //! SIGINT or SIGTERM prints the final counters and exits 0. `--help` lists the options.
 //!
-//! The storage is the same as in firmware: fixed-size buffers in statics, one set per
-//! `--slots` choice, picked at run time; only the socket table is leaked from the heap.
+//! The storage is built once at start-up, sized by `--slots` (1 to 1024): the same slices
+//! firmware takes from its statics, here from the heap.
 
 mod support;
 
@@ -17,29 +17,34 @@ use std::cell::RefCell;
 use std::error::Error;
 use std::fs::File;
 use std::io::{BufWriter, Write};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::path::Path;
 use std::process::ExitCode;
 use std::rc::Rc;
 
 use smolecho::smoltcp::iface::{Interface, SocketStorage};
 use smolecho::smoltcp::phy::{Device, FaultInjector, PcapMode, PcapSink, PcapWriter};
+use smolecho::smoltcp::socket::udp::PacketMetadata;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::EthernetAddress;
 use smolecho::{
-    EchoNode, Sockets, TcpConfig, TcpCounters, TcpEchoStorage, Timeouts, UdpConfig, UdpCounters,
-    UdpEchoStorage,
+    EchoNode, HeldSyn, Sockets, TcpBuffers, TcpConfig, TcpCounters, TcpSlot, UdpBuffers, UdpConfig,
+    UdpCounters,
 };
-use static_cell::ConstStaticCell;
 
 use support::cli::{self, OverflowMode, ServerOptions};
-use support::tap::{self, ErrorSlot, FrameCounters, Origin, TapDevice};
-use support::{Clock, stop_on_signals, stop_requested, wait_readable};
+use support::tap::{self, ErrorSlot, FrameCounters, Origin};
+use support::vnet_tap;
+use support::{Clock, Tap, stop_on_signals, stop_requested, wait_readable};
 
 /// Receive and transmit buffer of each TCP slot. 128 KiB lets the host's TCP keep a large
 /// window in flight (smoltcp scales the window).
 const TCP_RX: usize = 128 * 1024;
 const TCP_TX: usize = 128 * 1024;
+/// The same with `--offload`: segments of up to 64 KB each way, so a 128 KiB window would
+/// hold only two of them in flight.
+const OFFLOAD_TCP_RX: usize = 512 * 1024;
+const OFFLOAD_TCP_TX: usize = 512 * 1024;
 /// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
@@ -67,50 +72,48 @@ fn main() -> ExitCode {
 
 fn run(options: &ServerOptions) -> Result<(), BoxError> {
     stop_on_signals()?;
-    let (device, origin) = tap::open(&options.tap, &options.host_ips)?;
+    if options.offload {
+        let (mut device, origin) = vnet_tap::open(&options.tap, &options.host_ips)?;
+        // The offload device applies the faults itself, on the wire side of the checksums
+        // (smoltcp's FaultInjector above it would bypass them).
+        let seed = Clock::new().now().total_micros() as u32;
+        device.set_faults(options.drop_chance, options.corrupt_chance, seed);
+        start(options, device, origin, false)
+    } else {
+        let (device, origin) = tap::open(&options.tap, &options.host_ips)?;
+        let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
+        start(options, device, origin, inject)
+    }
+}
+
+/// Take the echo storage for `--slots` and serve on `device`, under smoltcp's
+/// `FaultInjector` when `inject`.
+fn start<T: Tap>(
+    options: &ServerOptions,
+    device: T,
+    origin: Origin,
+    inject: bool,
+) -> Result<(), BoxError> {
     if origin == Origin::Attached && !tap::is_up(device.name()) {
         eprintln!(
             "tap_server: warning: {0} is down; bring it up with: sudo ip link set dev {0} up",
             device.name()
         );
     }
-    let udp = {
-        static UDP: ConstStaticCell<UdpEchoStorage<UDP_PACKETS, UDP_BYTES>> =
-            ConstStaticCell::new(UdpEchoStorage::new());
-        UDP.take()
-    };
-    // One static storage per pool size; only the chosen one is ever touched (the others stay
-    // untouched zero pages).
-    macro_rules! dispatch {
-        ($($n:literal)*) => {
-            match options.slots {
-                $($n => {
-                    static TCP: ConstStaticCell<TcpEchoStorage<$n, TCP_RX, TCP_TX>> =
-                        ConstStaticCell::new(TcpEchoStorage::new());
-                    layered::<$n>(options, device, TCP.take(), udp)
-                })*
-                other => Err(format!("--slots {other} is not offered").into()),
-            }
-        };
-    }
-    dispatch!(1 2 4 8 16 32 64)
+    layered(options, device, inject)
 }
 
 /// Put the requested smoltcp test layers (fault injection, capture) over the TAP and serve.
-fn layered<const SLOTS: usize>(
-    options: &ServerOptions,
-    device: TapDevice,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
-    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
-) -> Result<(), BoxError> {
+fn layered<T: Tap>(options: &ServerOptions, device: T, inject: bool) -> Result<(), BoxError> {
     let io = Io {
         name: device.name().to_string(),
+        ip_mtu: device.ip_mtu(),
         fd: device.as_raw_fd(),
         error: device.error_slot(),
         frames: device.counters(),
     };
     let clock = Clock::new();
-    let faults = |device: TapDevice| {
+    let faults = |device: T| {
         // The seed only has to differ between runs.
         let mut injector = FaultInjector::new(device, clock.now().total_micros() as u32 | 1);
         injector.set_drop_chance(options.drop_chance);
@@ -121,18 +124,17 @@ fn layered<const SLOTS: usize>(
         Some(path) => Some(PcapFile::create(path, io.error.clone())?),
         None => None,
     };
-    let inject = options.drop_chance > 0 || options.corrupt_chance > 0;
     // The capture sits above the fault injector: it records what smoltcp receives and sends.
     match (inject, sink) {
-        (false, None) => serve(options, device, io, clock, tcp, udp),
-        (true, None) => serve(options, faults(device), io, clock, tcp, udp),
+        (false, None) => serve(options, device, io, clock),
+        (true, None) => serve(options, faults(device), io, clock),
         (false, Some(sink)) => {
             let device = PcapWriter::new(device, sink, PcapMode::Both);
-            serve(options, device, io, clock, tcp, udp)
+            serve(options, device, io, clock)
         }
         (true, Some(sink)) => {
             let device = PcapWriter::new(faults(device), sink, PcapMode::Both);
-            serve(options, device, io, clock, tcp, udp)
+            serve(options, device, io, clock)
         }
     }
 }
@@ -140,50 +142,57 @@ fn layered<const SLOTS: usize>(
 /// What the poll loop needs of the TAP below whatever layers wrap it.
 struct Io {
     name: String,
+    /// The link's IP MTU (the offload device announces more to smoltcp).
+    ip_mtu: usize,
     fd: RawFd,
     error: ErrorSlot,
     frames: Rc<RefCell<FrameCounters>>,
 }
 
-fn serve<const SLOTS: usize, D: Device>(
+fn serve<D: Device>(
     options: &ServerOptions,
     mut device: D,
     io: Io,
     clock: Clock,
-    tcp: &'static mut TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>,
-    udp: &'static mut UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
 ) -> Result<(), BoxError> {
     let mut iface = support::interface(&mut device, MAC, &clock, &options.ips, &options.gateways)?;
 
-    let storage: Vec<SocketStorage<'static>> =
-        (0..SLOTS + 1).map(|_| SocketStorage::EMPTY).collect();
-    let mut sockets = Sockets::new(storage.leak());
+    // The pool is sized by --slots, once, from the heap: the program's only allocations.
+    // Untouched buffer pages stay zero pages of the kernel.
+    let slots = options.slots;
+    let (rx, tx) = if options.offload {
+        (OFFLOAD_TCP_RX, OFFLOAD_TCP_TX)
+    } else {
+        (TCP_RX, TCP_TX)
+    };
+    let mut sockets = Sockets::new(leak((0..=slots).map(|_| SocketStorage::EMPTY)));
+    let tcp = TcpBuffers::new(
+        leak((0..slots).map(|_| TcpSlot::EMPTY)),
+        vec![0; slots * rx].leak(),
+        vec![0; slots * tx].leak(),
+    )
+    // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
+    .with_backlog(leak((0..SYN_BACKLOG).map(|_| HeldSyn::EMPTY)));
+    let udp = UdpBuffers::new(
+        leak((0..2 * UDP_PACKETS).map(|_| PacketMetadata::EMPTY)),
+        vec![0; 3 * UDP_BYTES].leak(),
+    );
     let tcp_config = TcpConfig {
         port: options.port,
         overflow: options.overflow.into(),
-        timeouts: Timeouts {
-            idle: options.idle_timeout.0,
-            ..Timeouts::DEFAULT
-        },
+        idle_timeout: options.idle_timeout.0,
         ..TcpConfig::DEFAULT
     };
-    // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
-    let mut node = EchoNode::<SLOTS, SYN_BACKLOG>::with_backlog(
-        (tcp_config, tcp),
-        (UdpConfig::on_port(options.udp_port()), udp),
+    let mut node = EchoNode::new(
         &mut sockets,
+        tcp_config,
+        tcp,
+        UdpConfig::on_port(options.udp_port()),
+        udp,
     )
     .map_err(|e| format!("cannot start the echo services: {e}"))?;
 
-    println!(
-        "{}",
-        listening_line(
-            options,
-            &io.name,
-            &iface,
-            device.capabilities().max_transmission_unit
-        )
-    );
+    println!("{}", listening_line(options, &io.name, &iface, io.ip_mtu));
 
     let mut next_stats = options.stats.0.map(|period| clock.now() + period);
     while !stop_requested() {
@@ -229,12 +238,7 @@ fn serve<const SLOTS: usize, D: Device>(
     Ok(())
 }
 
-fn listening_line(
-    options: &ServerOptions,
-    name: &str,
-    iface: &Interface,
-    frame_mtu: usize,
-) -> String {
+fn listening_line(options: &ServerOptions, name: &str, iface: &Interface, ip_mtu: usize) -> String {
     let addrs: Vec<String> = iface.ip_addrs().iter().map(|a| a.to_string()).collect();
     let overflow = match options.overflow {
         OverflowMode::Defer => "defer",
@@ -245,9 +249,10 @@ fn listening_line(
         None => "off".into(),
     };
     format!(
-        "listening on {} (mtu {}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
+        "listening on {} (mtu {}{}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
         name,
-        frame_mtu.saturating_sub(14),
+        ip_mtu,
+        if options.offload { ", offload" } else { "" },
         addrs.join(" "),
         options.port,
         options.udp_port(),
@@ -262,7 +267,8 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         "tcp accepted={} active={} closed={} reset={} timed_out={} evicted={} \
          handshake_timeouts={} half_open_recycled={} held_syns={} refused={} bytes_in={} \
          bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} tx_flushes={} \
-         bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={}",
+         bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={} rx_coalesced={} \
+         rx_bad_checksum={} rx_unverifiable={} tx_segmented={} tx_oversize={}",
         tcp.accepted,
         tcp.active(),
         tcp.closed,
@@ -284,6 +290,11 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         frames.received,
         frames.sent,
         frames.tx_dropped,
+        frames.rx_coalesced,
+        frames.rx_bad_checksum,
+        frames.rx_unverifiable,
+        frames.tx_segmented,
+        frames.tx_oversize,
     )
 }
 
@@ -325,4 +336,9 @@ impl PcapSink for PcapFile {
         let result = self.out.flush();
         self.record(result);
     }
+}
+
+/// A slice that lives as long as the program, from the heap.
+fn leak<T>(items: impl Iterator<Item = T>) -> &'static mut [T] {
+    items.collect::<Vec<T>>().leak()
 }

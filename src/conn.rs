@@ -218,6 +218,17 @@ impl EchoConn {
         }
     }
 
+    /// A machine already in `phase` (unit tests of the policies that read it).
+    #[cfg(test)]
+    pub(crate) const fn in_phase(phase: Phase, heard: bool, since: Instant) -> Self {
+        Self {
+            phase,
+            last_activity: since,
+            last_queues: (0, 0),
+            heard,
+        }
+    }
+
     /// The current phase.
     pub const fn phase(&self) -> Phase {
         self.phase

@@ -23,6 +23,12 @@ pub struct TcpCounters {
     pub refused: u64,
     /// Half-open slots recycled for a new SYN when no listener was free (SYN-flood defence).
     pub half_open_recycled: u64,
+    /// Losses the peer reported with SACK blocks, for which smoltcp was made to retransmit at
+    /// once instead of after its 1 s minimum timeout.
+    pub sack_recoveries: u64,
+    /// Data segments that arrived with an older ACK than their sender had already sent (a
+    /// reordering link), handed to smoltcp with the newest one so it keeps their data.
+    pub stale_acks: u64,
     /// Bytes taken from receive buffers.
     pub bytes_in: u64,
     /// Bytes queued into transmit buffers.
@@ -61,7 +67,7 @@ pub struct UdpCounters {
     /// Payload bytes echoed.
     pub bytes_out: u64,
     /// Times the transmit queue was discarded because it sent nothing for
-    /// [`UDP_STALL`](crate::udp_server::UDP_STALL) (replies to a sender that never resolves).
+    /// 250 ms (replies to a sender that never resolves).
     pub tx_flushes: u64,
 }
 

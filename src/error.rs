@@ -10,8 +10,11 @@ pub enum Error {
     SocketSetFull,
     /// Port 0 cannot be listened on or connected to.
     InvalidPort,
-    /// A buffer is too small to be useful (zero bytes, or a TCP buffer under one byte).
+    /// A buffer is too small to be useful: less than one byte per slot, or a UDP buffer
+    /// that cannot hold one datagram each way.
     BufferTooSmall,
+    /// The TCP service was given no slots.
+    NoSlots,
     /// smoltcp refused to connect (no route or source address, or the socket is busy).
     Connect,
     /// smoltcp refused to bind the socket.
@@ -26,6 +29,7 @@ impl fmt::Display for Error {
             Error::SocketSetFull => "the socket set has no room left",
             Error::InvalidPort => "port 0 is not a valid service port",
             Error::BufferTooSmall => "a socket buffer is too small",
+            Error::NoSlots => "the TCP service has no slots",
             Error::Connect => "smoltcp refused to connect",
             Error::Bind => "smoltcp refused to bind",
             Error::SocketMissing => "the service's socket is not in this socket set",

@@ -11,12 +11,20 @@
 //! failing seed replays exactly.
 //!
 //! Frames that find the receiving queue full are dropped and counted, like a NIC ring.
+//!
+//! A lane may also [delay](Delay) its frames, each by its own random amount within a window,
+//! so they arrive in another order than they left, as on a real link with queues of varying
+//! depth. Time then comes from the `Instant`s that smoltcp passes to the device: a delayed
+//! frame is received only once the receiver polls at or after its release time (see
+//! [`Link::next_release`]).
 
 use heapless::{Deque, Vec};
 use smoltcp::iface::{Config, Interface};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
-use smoltcp::time::Instant;
+use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr};
+
+pub mod frames;
 
 /// The largest frame the link carries: a 1500-byte MTU plus the Ethernet header.
 pub const MAX_FRAME: usize = 1514;
@@ -59,6 +67,35 @@ impl Faults {
     };
 }
 
+/// Delay of one direction: each frame is released after a random time in `min..=max`
+/// (uniform, from the link's seed) counted from when it finished leaving the sender. Frames
+/// whose windows overlap overtake each other, so the reordering is as deep as the window is
+/// wide compared to the time between frames.
+///
+/// `ns_per_byte` models the sender's line rate: frames leave one after another, each taking
+/// `len * ns_per_byte` nanoseconds, instead of all at the instant they were sent (80 is
+/// 100 Mbit/s, 8 is 1 Gbit/s, 0 an infinitely fast line). Without it a burst sent in one poll
+/// would be shuffled as a whole.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Delay {
+    /// The shortest delay.
+    pub min: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// Serialisation time per byte, in nanoseconds.
+    pub ns_per_byte: u32,
+}
+
+/// A frame waiting on a delaying lane.
+#[derive(Debug)]
+struct Delayed {
+    /// When the receiver may take it.
+    at: Instant,
+    /// Send order, so frames released at the same instant keep it.
+    order: u64,
+    frame: Frame,
+}
+
 /// What happened on the link.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LinkStats {
@@ -89,6 +126,13 @@ pub struct Lane<const N: usize> {
     /// The largest IP packet this direction carries.
     mtu: usize,
     faults: Faults,
+    /// `Some`: frames wait here for their release time instead of in `queue`.
+    delay: Option<Delay>,
+    delayed: Vec<Delayed, N>,
+    /// Frames put on the delaying lane so far (their send order).
+    sent: u64,
+    /// When the sender's line is free again (with `Delay::ns_per_byte`), in nanoseconds.
+    line_free_ns: i64,
 }
 
 impl<const N: usize> Lane<N> {
@@ -99,15 +143,19 @@ impl<const N: usize> Lane<N> {
             paused: false,
             mtu: MAX_FRAME - ETHERNET_HEADER,
             faults: Faults::NONE,
+            delay: None,
+            delayed: Vec::new(),
+            sent: 0,
+            line_free_ns: 0,
         }
     }
 
     fn is_idle(&self) -> bool {
-        self.queue.is_empty() && self.held.is_none()
+        self.queue.is_empty() && self.held.is_none() && self.delayed.is_empty()
     }
 
-    /// Put a frame on this lane, through its faults.
-    fn send(&mut self, frame: &[u8], rng: &mut Rng, stats: &mut LinkStats) {
+    /// Put a frame on this lane at `now`, through its faults.
+    fn send(&mut self, frame: &[u8], now: Instant, rng: &mut Rng, stats: &mut LinkStats) {
         if frame.len() > self.mtu.saturating_add(ETHERNET_HEADER) || rng.chance(self.faults.loss) {
             stats.lost = stats.lost.wrapping_add(1);
             return;
@@ -134,12 +182,48 @@ impl<const N: usize> Lane<N> {
                 self.held = Some(frame.clone());
                 continue;
             }
-            self.enqueue(frame.clone(), stats);
+            self.admit(frame.clone(), now, rng, stats);
             if let Some(late) = self.held.take() {
                 stats.reordered = stats.reordered.wrapping_add(1);
-                self.enqueue(late, stats);
+                self.admit(late, now, rng, stats);
             }
         }
+    }
+
+    /// Queue a frame that made it through the faults: at once, or after its delay.
+    fn admit(&mut self, frame: Frame, now: Instant, rng: &mut Rng, stats: &mut LinkStats) {
+        let Some(delay) = self.delay else {
+            self.enqueue(frame, stats);
+            return;
+        };
+        // The frame leaves once the line is free and all its bytes are out.
+        let now_ns = now.total_micros().saturating_mul(1000);
+        let wire_ns = i64::from(delay.ns_per_byte).saturating_mul(frame.len() as i64);
+        let left_ns = now_ns.max(self.line_free_ns).saturating_add(wire_ns);
+        self.line_free_ns = left_ns;
+        let spread = delay
+            .max
+            .total_micros()
+            .saturating_sub(delay.min.total_micros());
+        let extra = rng.below(usize::try_from(spread).unwrap_or(0).saturating_add(1)) as u64;
+        let at_us = (left_ns / 1000)
+            .saturating_add(delay.min.total_micros() as i64)
+            .saturating_add(extra as i64);
+        let at = Instant::from_micros(at_us);
+        let len = frame.len() as u64;
+        let order = self.sent;
+        self.sent = self.sent.wrapping_add(1);
+        if self.delayed.push(Delayed { at, order, frame }).is_err() {
+            stats.overflowed = stats.overflowed.wrapping_add(1);
+            return;
+        }
+        stats.frames = stats.frames.wrapping_add(1);
+        stats.bytes = stats.bytes.wrapping_add(len);
+    }
+
+    /// The earliest release time of a delayed frame.
+    fn next_release(&self) -> Option<Instant> {
+        self.delayed.iter().map(|d| d.at).min()
     }
 
     fn enqueue(&mut self, frame: Frame, stats: &mut LinkStats) {
@@ -152,8 +236,19 @@ impl<const N: usize> Lane<N> {
         stats.bytes = stats.bytes.wrapping_add(len);
     }
 
-    /// The next frame for the receiver; a held-back frame comes out once nothing else is left.
-    fn receive(&mut self) -> Option<Frame> {
+    /// The next frame for the receiver at `now`: the delayed frame released first (if any
+    /// is due), else the queue's head; a held-back frame comes out once nothing else is left.
+    fn receive(&mut self, now: Instant) -> Option<Frame> {
+        let due = self
+            .delayed
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.at <= now)
+            .min_by_key(|(_, d)| (d.at, d.order))
+            .map(|(i, _)| i);
+        if let Some(i) = due {
+            return Some(self.delayed.swap_remove(i).frame);
+        }
         self.queue.pop_front().or_else(|| self.held.take())
     }
 }
@@ -248,6 +343,21 @@ impl<const N: usize> Link<N> {
         self.lane_mut(towards).faults = faults;
     }
 
+    /// Delay the frames of the direction towards `side` (`None`: deliver at once, the
+    /// default). Frames already in flight keep their schedule.
+    pub fn set_delay(&mut self, towards: Side, delay: Option<Delay>) {
+        self.lane_mut(towards).delay = delay;
+    }
+
+    /// When the next delayed frame (in either direction) may be received; `None` when no
+    /// frame is delayed. A driver whose clock jumps must not jump past it.
+    pub fn next_release(&self) -> Option<Instant> {
+        match (self.to_a.next_release(), self.to_b.next_release()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Clamp the MTU of the direction *from* `side`: that end's device reports it, so its
     /// stack never sends larger packets, and larger frames are lost. smoltcp reads a device's
     /// MTU when the interface is created: set it before.
@@ -290,6 +400,7 @@ impl<const N: usize> Link<N> {
         };
         lane.queue
             .len()
+            .saturating_add(lane.delayed.len())
             .saturating_add(usize::from(lane.held.is_some()))
     }
 
@@ -338,24 +449,26 @@ impl<const N: usize> Device for End<'_, N> {
     where
         Self: 'a;
 
-    fn receive(&mut self, _timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let frame = self.inbound.receive()?;
+    fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let frame = self.inbound.receive(timestamp)?;
         Some((
             RxToken(frame),
             TxToken {
                 lane: self.outbound,
+                now: timestamp,
                 rng: self.rng,
                 stats: self.stats,
             },
         ))
     }
 
-    fn transmit(&mut self, _timestamp: Instant) -> Option<Self::TxToken<'_>> {
+    fn transmit(&mut self, timestamp: Instant) -> Option<Self::TxToken<'_>> {
         if self.outbound.paused {
             return None;
         }
         Some(TxToken {
             lane: self.outbound,
+            now: timestamp,
             rng: self.rng,
             stats: self.stats,
         })
@@ -383,6 +496,8 @@ impl phy::RxToken for RxToken {
 #[derive(Debug)]
 pub struct TxToken<'l, const N: usize> {
     lane: &'l mut Lane<N>,
+    /// When the frame is sent (for a delaying lane).
+    now: Instant,
     rng: &'l mut Rng,
     stats: &'l mut LinkStats,
 }
@@ -392,7 +507,7 @@ impl<const N: usize> phy::TxToken for TxToken<'_, N> {
         let mut buf = [0u8; MAX_FRAME];
         let out = buf.get_mut(..len.min(MAX_FRAME)).unwrap_or(&mut []);
         let result = f(out);
-        self.lane.send(out, self.rng, self.stats);
+        self.lane.send(out, self.now, self.rng, self.stats);
         result
     }
 }
@@ -483,6 +598,68 @@ mod tests {
         );
         let corrupted = a.iter().filter(|f| f.iter().any(|&b| b != f[0])).count();
         assert!(corrupted > 0);
+    }
+
+    #[test]
+    fn a_delaying_lane_releases_each_frame_in_its_window_and_reorders() {
+        let delay = Delay {
+            min: Duration::from_micros(200),
+            max: Duration::from_micros(600),
+            ns_per_byte: 8,
+        };
+        let run = |seed| {
+            let mut link = Link::<64>::seeded(seed);
+            link.set_delay(Side::B, Some(delay));
+            for i in 0..40u8 {
+                let mut end = link.end(Side::A);
+                let at = Instant::from_micros(i64::from(i) * 10);
+                end.transmit(at).unwrap().consume(60, |buf| buf.fill(i));
+            }
+            let mut got = StdVec::new();
+            let mut now = Instant::ZERO;
+            while !link.is_idle() {
+                let mut end = link.end(Side::B);
+                while let Some((rx, _)) = end.receive(now) {
+                    rx.consume(|f| got.push((now, f[0])));
+                }
+                now += Duration::from_micros(10);
+            }
+            (got, link.stats())
+        };
+        let (got, stats) = run(3);
+        assert_eq!(run(3).0, got, "same seed, same schedule");
+        assert_eq!(got.len(), 40);
+        assert_eq!(stats.frames, 40);
+        let mut order: StdVec<u8> = got.iter().map(|g| g.1).collect();
+        assert!(
+            order.windows(2).any(|w| w[0] > w[1]),
+            "reordered: {order:?}"
+        );
+        order.sort();
+        assert_eq!(order, (0..40).collect::<StdVec<u8>>(), "nothing lost");
+        for (at, i) in got {
+            // Sent at 10 µs * i, 60 bytes at 8 ns/byte on a line that is never busy here.
+            let sent = i64::from(i) * 10;
+            let waited = at.total_micros() - sent;
+            assert!((200..=611).contains(&waited), "frame {i} after {waited} µs");
+        }
+        // Nothing is received before its release.
+        let mut link = Link::<64>::new();
+        link.set_delay(Side::B, Some(delay));
+        send(&mut link, Side::A, 1);
+        assert_eq!(link.queued(Side::B), 1);
+        assert!(
+            link.end(Side::B)
+                .receive(Instant::from_micros(199))
+                .is_none()
+        );
+        assert!(link.next_release().unwrap() >= Instant::from_micros(200));
+        assert!(
+            link.end(Side::B)
+                .receive(Instant::from_micros(600))
+                .is_some()
+        );
+        assert!(link.is_idle());
     }
 
     #[test]

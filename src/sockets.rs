@@ -64,14 +64,3 @@ impl<'a> DerefMut for Sockets<'a> {
         &mut self.set
     }
 }
-
-/// Find the socket behind `handle` without smoltcp's panicking lookup: a handle that the set
-/// does not hold, or that holds another kind of socket, yields `None`.
-pub(crate) fn find_mut<'s, 'a, T: AnySocket<'a>>(
-    set: &'s mut SocketSet<'a>,
-    handle: SocketHandle,
-) -> Option<&'s mut T> {
-    set.iter_mut()
-        .find(|(h, _)| *h == handle)
-        .and_then(|(_, socket)| T::downcast_mut(socket))
-}

@@ -11,10 +11,8 @@ use smoltcp::wire::IpEndpoint;
 
 use crate::Error;
 use crate::conn::{elapsed, later};
-use crate::sockets::{Sockets, find_mut};
-
-/// The seed's default message.
-pub const DEFAULT_MESSAGE: &[u8] = b"Hello, echo server!";
+use crate::quirks::find_mut;
+use crate::sockets::Sockets;
 
 /// Socket buffers of one TCP echo client.
 #[derive(Debug)]
@@ -51,6 +49,9 @@ pub struct TcpClientConfig {
 }
 
 impl TcpClientConfig {
+    /// The seed's default message, `Hello, echo server!`.
+    pub const DEFAULT_MESSAGE: &'static [u8] = b"Hello, echo server!";
+
     /// 10 s timeout, no early half-close.
     pub const DEFAULT: Self = Self {
         timeout: Duration::from_secs(10),
@@ -105,7 +106,7 @@ impl TcpOutcome {
 /// Where a run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum TcpClientState {
+pub(crate) enum TcpClientState {
     /// No run started, or the last one ended: see [`TcpEchoClient::outcome`].
     Idle,
     /// SYN sent.
@@ -116,7 +117,11 @@ pub enum TcpClientState {
     Closing,
 }
 
-/// A TCP echo client; see the [module docs](self).
+/// The seed's TCP echo client as a state machine over one smoltcp socket.
+///
+/// It connects, streams a message (of any length: the send side refills as the window
+/// opens), verifies every echoed byte against it as it arrives, closes, and reports a
+/// [`TcpOutcome`] with the round-trip time. It is driven by the same poll loop as the node.
 #[derive(Debug)]
 pub struct TcpEchoClient<'m> {
     handle: SocketHandle,
@@ -149,7 +154,7 @@ impl<'m> TcpEchoClient<'m> {
         Ok(Self {
             handle,
             config,
-            message: DEFAULT_MESSAGE,
+            message: TcpClientConfig::DEFAULT_MESSAGE,
             state: TcpClientState::Idle,
             started: Instant::ZERO,
             connected: Instant::ZERO,
@@ -190,9 +195,10 @@ impl<'m> TcpEchoClient<'m> {
         Ok(())
     }
 
-    /// Where the run is.
-    pub fn state(&self) -> TcpClientState {
-        self.state
+    /// Whether no run is in progress: none started yet, or the last one ended (see
+    /// [`outcome`](Self::outcome)) and its close handshake is over.
+    pub fn is_idle(&self) -> bool {
+        self.state == TcpClientState::Idle
     }
 
     /// The outcome of the last run, once it ended.

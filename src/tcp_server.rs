@@ -1,84 +1,37 @@
-//! The TCP echo server: a fixed pool of connection slots over smoltcp sockets.
+//! The TCP echo slots: the glue between smoltcp's TCP sockets and the per-connection state
+//! machine in [`conn`](crate::conn).
 //!
-//! This is the glue between smoltcp's TCP sockets and the per-connection state machine in
-//! [`conn`](crate::conn). Each slot is one TCP socket listening on the service port, with its
-//! buffers taken from a caller-owned [`TcpEchoStorage`]. On every poll each slot's socket is
-//! observed, its [`EchoConn`] decides, and the decision is carried out here.
+//! Each slot is one TCP socket listening on the service port, with a share of the caller's
+//! receive and transmit buffers. On every service pass each slot's socket is observed, its
+//! [`EchoConn`] decides, and the decision is carried out here.
 //!
 //! **Backpressure.** Bytes leave a receive buffer only when the transmit buffer has room for
 //! them, so a client that stops reading fills its receive window, smoltcp advertises a zero
 //! window, and the client's kernel waits. Nothing grows and nothing is dropped.
 
-use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
-use smoltcp::phy::Device;
+use managed::ManagedSlice;
+use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{Socket, tcp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpEndpoint};
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 use crate::Error;
+use crate::admission::Reclaim;
 use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
 use crate::counters::{TcpCounters, bump};
-use crate::gate::{GateState, Overflow, Replay, SynGate};
-use crate::sockets::{Sockets, find_mut};
+use crate::quirks::{find_mut, pair_by_handle, renew};
+use crate::recovery::Recovery;
+use crate::sockets::Sockets;
 
 /// Bytes moved per copy when echoing. The scratch buffer lives on the stack: on
 /// microcontrollers (32-bit and smaller) 512 B keeps the stack high-water mark low; hosts
 /// have stack to spare and save instructions with 2 KiB (fewer calls per byte).
 const ECHO_CHUNK: usize = if usize::BITS >= 64 { 2048 } else { 512 };
 
-/// Bound on frames taken from the device in one poll, so a flood cannot starve the caller;
-/// a poll that stops there asks to be called again at once (see `poll_at`).
-const MAX_FRAMES_PER_POLL: usize = 1024;
+/// Bound on state-machine steps per slot per pass, so one slot cannot starve the others.
+const STEPS_PER_PASS: usize = 8;
 
-/// Every slot half-open for this long means a SYN flood (see `under_syn_pressure`).
-pub const SYN_PRESSURE_AFTER: Duration = Duration::from_millis(250);
-
-/// A connection that has not sent a byte this long after its handshake may lose its slot to a
-/// new client when no slot is free (the idle-holder defence). Echo clients send at once; a
-/// peer that connects and stays silent only holds a slot others wait for.
-pub const IDLE_HOLDER_AFTER: Duration = Duration::from_secs(1);
-
-/// The longest a half-open connection lives under SYN pressure (instead of the configured
-/// handshake timeout).
-pub const SYN_PRESSURE_HANDSHAKE: Duration = Duration::from_secs(1);
-
-/// How long the SYN-flood defence stays on after the flood was last seen.
-pub const SYN_PRESSURE_HOLD: Duration = Duration::from_secs(10);
-
-/// Bound on state-machine steps per slot per poll, so one slot cannot starve the others.
-const STEPS_PER_POLL: usize = 8;
-
-/// Socket buffers for `SLOTS` connections, `RX` receive and `TX` transmit bytes each.
-///
-/// Build it with the `const fn` [`new`](Self::new) so it can live in a `static` (through a
-/// `StaticCell` or `ConstStaticCell`), or on the stack when small. Large pools belong in a
-/// static: `Box::new(TcpEchoStorage::new())` builds the value on the stack first in debug
-/// builds, which overflows it for pools of megabytes.
-#[derive(Debug)]
-pub struct TcpEchoStorage<const SLOTS: usize, const RX: usize, const TX: usize> {
-    rx: [[u8; RX]; SLOTS],
-    tx: [[u8; TX]; SLOTS],
-}
-
-impl<const SLOTS: usize, const RX: usize, const TX: usize> TcpEchoStorage<SLOTS, RX, TX> {
-    /// Zeroed buffers.
-    pub const fn new() -> Self {
-        Self {
-            rx: [[0; RX]; SLOTS],
-            tx: [[0; TX]; SLOTS],
-        }
-    }
-}
-
-impl<const SLOTS: usize, const RX: usize, const TX: usize> Default
-    for TcpEchoStorage<SLOTS, RX, TX>
-{
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Settings of the TCP echo server.
+/// Settings of the TCP echo service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TcpConfig {
@@ -86,8 +39,11 @@ pub struct TcpConfig {
     pub port: u16,
     /// What to do with a SYN when every slot is busy.
     pub overflow: Overflow,
-    /// Idle and handshake timeouts.
-    pub timeouts: Timeouts,
+    /// Abort a connection after this long without a byte moving either way (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Drop a connection that stays half-open this long (`None`: never). Under a SYN flood
+    /// it is at most 1 s.
+    pub handshake_timeout: Option<Duration>,
     /// TCP keep-alive interval (`None`: off).
     pub keep_alive: Option<Duration>,
     /// smoltcp's delayed-ACK time (`None`: ACK at once).
@@ -95,11 +51,13 @@ pub struct TcpConfig {
 }
 
 impl TcpConfig {
-    /// Port 7, `Overflow::Defer`, default timeouts, no keep-alive, smoltcp's 10 ms ACK delay.
+    /// Port 7, `Overflow::Defer`, 60 s idle and 5 s handshake timeouts, no keep-alive,
+    /// smoltcp's 10 ms ACK delay.
     pub const DEFAULT: Self = Self {
         port: 7,
         overflow: Overflow::Defer,
-        timeouts: Timeouts::DEFAULT,
+        idle_timeout: Some(Duration::from_secs(60)),
+        handshake_timeout: Some(Duration::from_secs(5)),
         keep_alive: None,
         ack_delay: Some(Duration::from_millis(10)),
     };
@@ -111,6 +69,13 @@ impl TcpConfig {
             ..Self::DEFAULT
         }
     }
+
+    fn timeouts(&self, handshake: Option<Duration>) -> Timeouts {
+        Timeouts {
+            idle: self.idle_timeout,
+            handshake,
+        }
+    }
 }
 
 impl Default for TcpConfig {
@@ -119,433 +84,345 @@ impl Default for TcpConfig {
     }
 }
 
-/// One connection slot: its socket and its state machine.
+/// What the service does with a SYN when every slot is busy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Overflow {
+    /// Ignore the SYN, like a full Linux listen backlog: the client retransmits and is served
+    /// when a slot frees (at once, with a backlog).
+    #[default]
+    Defer,
+    /// Let smoltcp answer RST: the client sees "connection refused".
+    Refuse,
+}
+
+/// One connection slot: its socket, its state machine and what admission knows of its peer.
+///
+/// Give the node a slice of them (`[TcpSlot::EMPTY; N]`) for `N` slots. All zero bytes, so a
+/// `static` of them costs no flash.
 #[derive(Debug, Clone, Copy)]
-struct Slot {
-    handle: SocketHandle,
+pub struct TcpSlot {
+    /// `None` until the slot's socket is made.
+    handle: Option<SocketHandle>,
     conn: EchoConn,
+    /// The connection's peer (port 0: none).
+    peer: IpEndpoint,
+    /// The half-open peer retransmitted its SYN: it exists and answers.
+    proven: bool,
     /// The state machine asked for [`Action::Recycle`]; done once the set is free to change.
     recycle: bool,
+    /// The peer retransmitted its SYN: give the socket a fresh entry (no neighbour silence).
+    nudge: bool,
+    /// Loss recovery from the peer's SACK blocks, and its newest ACK.
+    recovery: Recovery,
+    /// Segments handed in with a newer ACK, not yet added to the counters.
+    stale_acks: u32,
 }
 
-/// A TCP echo server with `SLOTS` connection slots; see the [module docs](self).
-///
-/// With `Overflow::Defer`, up to `BACKLOG` held SYNs (one per client, about 180 bytes each,
-/// inside this value) are replayed as soon as a slot frees, like a Linux listen backlog;
-/// with `BACKLOG = 0` (the default) a held client is served at its next retransmission.
-#[derive(Debug)]
-pub struct TcpEchoServer<const SLOTS: usize, const BACKLOG: usize = 0> {
-    config: TcpConfig,
-    slots: [Slot; SLOTS],
-    gate: GateState<BACKLOG>,
-    counters: TcpCounters,
-    /// The last poll stopped at `MAX_FRAMES_PER_POLL` with work still waiting.
-    work_left: bool,
-    /// Until when half-open slots may be recycled for new SYNs (SYN-flood defence).
-    pressure_until: Option<Instant>,
-}
+const NO_PEER: IpEndpoint = IpEndpoint {
+    addr: IpAddress::Ipv4(Ipv4Address::UNSPECIFIED),
+    port: 0,
+};
 
-impl<const SLOTS: usize> TcpEchoServer<SLOTS> {
-    /// Create the slots' sockets in `sockets`, over the buffers of `storage`. The server has
-    /// no listen backlog; see [`with_backlog`](Self::with_backlog).
-    ///
-    /// Fails without adding anything when the port is 0, a buffer size or `SLOTS` is 0, or the
-    /// set has fewer than `SLOTS` free entries.
-    pub fn new<'a, const RX: usize, const TX: usize>(
-        config: TcpConfig,
-        storage: &'a mut TcpEchoStorage<SLOTS, RX, TX>,
-        sockets: &mut Sockets<'a>,
-    ) -> Result<Self, Error> {
-        Self::with_backlog(config, storage, sockets)
+impl TcpSlot {
+    /// A slot not in use yet.
+    pub const EMPTY: Self = Self {
+        handle: None,
+        conn: EchoConn::new(),
+        peer: NO_PEER,
+        proven: false,
+        recycle: false,
+        nudge: false,
+        recovery: Recovery::NEW,
+        stale_acks: 0,
+    };
+
+    pub(crate) fn conn(&self) -> &EchoConn {
+        &self.conn
+    }
+
+    /// The connection's peer, if it has one.
+    pub(crate) fn peer(&self) -> Option<IpEndpoint> {
+        (self.peer.port != 0).then_some(self.peer)
+    }
+
+    /// Whether `endpoint` (a real one: port 0 is never a peer) is this slot's peer.
+    pub(crate) fn talks_to(&self, endpoint: &IpEndpoint) -> bool {
+        self.peer == *endpoint
+    }
+
+    pub(crate) fn proven(&self) -> bool {
+        self.proven
+    }
+
+    /// Record a sign of life from the peer (a retransmitted SYN).
+    pub(crate) fn prove(&mut self) {
+        self.proven = true;
+        self.nudge = true;
+    }
+
+    /// A slot in the state `conn` with `peer` (unit tests of the admission policy).
+    #[cfg(test)]
+    pub(crate) fn in_state(conn: EchoConn, peer: Option<IpEndpoint>) -> Self {
+        Self {
+            conn,
+            peer: peer.unwrap_or(NO_PEER),
+            ..Self::EMPTY
+        }
+    }
+
+    pub(crate) fn recovery_mut(&mut self) -> &mut Recovery {
+        &mut self.recovery
+    }
+
+    /// A segment of this slot's peer was handed in with a newer ACK than it carried.
+    pub(crate) fn count_stale_ack(&mut self) {
+        self.stale_acks = self.stale_acks.wrapping_add(1);
+    }
+
+    fn listening(&mut self) {
+        self.conn.listening();
+        self.peer = NO_PEER;
+        self.proven = false;
+        self.recovery = Recovery::NEW;
     }
 }
 
-impl<const SLOTS: usize, const BACKLOG: usize> TcpEchoServer<SLOTS, BACKLOG> {
-    /// Like [`new`](TcpEchoServer::new), with a listen backlog of `BACKLOG` SYNs (name it:
-    /// `TcpEchoServer::<8, 64>::with_backlog(...)`).
-    pub fn with_backlog<'a, const RX: usize, const TX: usize>(
+impl Default for TcpSlot {
+    fn default() -> Self {
+        Self::EMPTY
+    }
+}
+
+/// The TCP echo service's slots over their sockets.
+#[derive(Debug)]
+pub(crate) struct TcpSlots<'a> {
+    config: TcpConfig,
+    /// Sorted by handle, the order in which the socket set iterates.
+    slots: ManagedSlice<'a, TcpSlot>,
+    counters: TcpCounters,
+    /// Slots freed by the idle timeout of a connection that never sent a byte, not yet given
+    /// to a waiting client.
+    idle_freed: usize,
+    /// Some slot may listen again at its next step. Only a service pass or a reclaim changes
+    /// the slots' phases, so it is counted there, not for every frame.
+    may_free: bool,
+}
+
+impl<'a> TcpSlots<'a> {
+    /// One listening socket per slot in `sockets`, over equal shares of `rx` and `tx`.
+    pub(crate) fn new(
         config: TcpConfig,
-        storage: &'a mut TcpEchoStorage<SLOTS, RX, TX>,
+        mut slots: ManagedSlice<'a, TcpSlot>,
+        rx: &'a mut [u8],
+        tx: &'a mut [u8],
         sockets: &mut Sockets<'a>,
     ) -> Result<Self, Error> {
+        let n = slots.len();
         if config.port == 0 {
             return Err(Error::InvalidPort);
         }
-        if RX == 0 || TX == 0 || SLOTS == 0 {
+        if n == 0 {
+            return Err(Error::NoSlots);
+        }
+        let rx_share = rx.len().checked_div(n).unwrap_or(0);
+        let tx_share = tx.len().checked_div(n).unwrap_or(0);
+        if rx_share == 0 || tx_share == 0 {
             return Err(Error::BufferTooSmall);
         }
-        if sockets.free() < SLOTS {
+        if sockets.free() < n {
             return Err(Error::SocketSetFull);
         }
-        let mut buffers = storage.rx.iter_mut().zip(storage.tx.iter_mut());
-        let mut failed = false;
-        let slots = core::array::from_fn(|_| {
-            let handle = buffers
-                .next()
-                .and_then(|(rx, tx)| listening_socket(rx, tx, &config, sockets));
-            failed |= handle.is_none();
-            let mut conn = EchoConn::new();
+        let buffers = rx.chunks_mut(rx_share).zip(tx.chunks_mut(tx_share));
+        for (slot, (rx, tx)) in slots.iter_mut().zip(buffers) {
+            *slot = TcpSlot::EMPTY;
+            slot.handle = Some(listening_socket(rx, tx, &config, sockets)?);
             // Listening at once, so the first SYN finds a listener.
-            conn.listening();
-            Slot {
-                handle: handle.unwrap_or_default(),
-                conn,
-                recycle: false,
-            }
-        });
-        if failed {
-            return Err(Error::SocketSetFull);
+            slot.listening();
         }
+        sort_by_handle(&mut slots);
         Ok(Self {
             config,
             slots,
-            gate: GateState::new(config.port, config.overflow),
             counters: TcpCounters::default(),
-            work_left: false,
-            pressure_until: None,
+            idle_freed: 0,
+            may_free: false,
         })
     }
 
-    /// The settings the server runs with.
-    pub fn config(&self) -> &TcpConfig {
+    pub(crate) fn config(&self) -> &TcpConfig {
         &self.config
     }
 
-    /// The counters so far. `held_syns` and `refused` come from the SYN gate.
-    pub fn counters(&self) -> TcpCounters {
-        TcpCounters {
-            held_syns: self.gate.held,
-            refused: self.gate.refused,
-            ..self.counters
-        }
+    pub(crate) fn counters(&self) -> TcpCounters {
+        self.counters
     }
 
-    /// Slots serving a client right now.
-    pub fn active_slots(&self) -> usize {
+    pub(crate) fn slots(&self) -> &[TcpSlot] {
+        &self.slots
+    }
+
+    pub(crate) fn slots_mut(&mut self) -> &mut [TcpSlot] {
+        &mut self.slots
+    }
+
+    /// The slots' socket handles.
+    pub(crate) fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
+        self.slots.iter().filter_map(|s| s.handle)
+    }
+
+    /// Duplicate ACKs handed to smoltcp to start a fast retransmit.
+    pub(crate) fn count_recovery(&mut self) {
+        bump(&mut self.counters.sack_recoveries, 1);
+    }
+
+    /// Slots serving a client.
+    pub(crate) fn active(&self) -> usize {
         self.slots.iter().filter(|s| s.conn.is_active()).count()
     }
 
-    /// The socket handles of the slots, in slot order.
-    pub fn handles(&self) -> impl Iterator<Item = SocketHandle> + '_ {
-        self.slots.iter().map(|s| s.handle)
+    /// Whether some slot may listen again at its next step (then it must be served before
+    /// the next frame, which may be a SYN).
+    pub(crate) fn may_free(&self) -> bool {
+        self.may_free
     }
 
-    /// Receive, echo and transmit: one pass of the interface through the SYN gate, with the
-    /// slots served after every frame that changed a socket. Returns whether anything
-    /// progressed.
-    pub fn poll<D: Device + ?Sized>(
+    /// Whether some slot already serves `peer` (a waiting client that got in meanwhile).
+    pub(crate) fn talks_to(&self, peer: IpEndpoint) -> bool {
+        self.slots.iter().any(|s| s.peer() == Some(peer))
+    }
+
+    /// Serve every slot once: echo what can be echoed, close, abort or listen again, with
+    /// `handshake` as the half-open limit. Returns whether any slot did something.
+    pub(crate) fn service(
         &mut self,
         now: Instant,
-        iface: &mut Interface,
-        device: &mut D,
         sockets: &mut SocketSet<'_>,
+        handshake: Option<Duration>,
     ) -> bool {
-        self.pump(now, iface, device, sockets, |_| false)
-    }
-
-    /// The poll loop shared with [`EchoNode`](crate::EchoNode): `also` serves the node's
-    /// other services at the same points as the slots.
-    ///
-    /// Frames are taken one at a time (`poll_ingress_single`). When a frame changed a socket
-    /// and some slot may free up, the slots are served before the next frame, so a slot
-    /// freed by one frame (the ACK of our FIN) listens again before the next one (a client's
-    /// new SYN): back-to-back connections never meet a missing listener. Echo work otherwise
-    /// waits for the end of the batch, then egress is drained. A free listener goes to the
-    /// oldest SYN in the listen backlog before any new frame.
-    pub(crate) fn pump<D: Device + ?Sized>(
-        &mut self,
-        now: Instant,
-        iface: &mut Interface,
-        device: &mut D,
-        sockets: &mut SocketSet<'_>,
-        mut also: impl FnMut(&mut SocketSet<'_>) -> bool,
-    ) -> bool {
-        iface.poll_maintenance(now);
-        self.gate.now = now;
-        let mut progressed = self.service(now, sockets) | also(sockets);
-        self.work_left = true;
-        // The gate's budget is the number of listening slots, counted when a slot may have
-        // started listening (after a service pass or a recycle) and decremented by the gate
-        // for every SYN it lets through: exact, without a scan before every frame.
-        let mut recount = true;
-        for _ in 0..MAX_FRAMES_PER_POLL {
-            if recount {
-                self.gate.budget = self.listening(sockets);
-                recount = false;
-            }
-            // A free listener goes to the oldest held SYN first, as in a listen backlog.
-            if self.gate.budget > 0
-                && let Some(held) = self.gate.take_held()
-            {
-                if !self.talks_to(held.source, sockets) {
-                    iface.poll_ingress_single(now, &mut Replay::new(device, &held.frame), sockets);
-                    self.service(now, sockets);
-                    progressed = true;
-                }
-                recount = true;
-                continue;
-            }
-            self.gate.recyclable = self.gate.budget == 0 && self.reclaimable(now).is_some();
-            let mut gated = SynGate::new(device, &mut self.gate);
-            let mut result = iface.poll_ingress_single(now, &mut gated, sockets);
-            if let Some(syn) = self.gate.take_pending() {
-                result = self.recycle_for(now, iface, device, sockets, &syn);
-                recount = true;
-            }
-            match result {
-                PollIngressSingleResult::None => {
-                    self.work_left = false;
-                    break;
-                }
-                PollIngressSingleResult::PacketProcessed => progressed = true,
-                PollIngressSingleResult::SocketStateChanged => {
-                    progressed = true;
-                    // A slot that may free up must listen again before the next frame (which
-                    // may be a SYN); echo work waits for the end of the batch.
-                    if self.slots.iter().any(|s| s.conn.may_free()) {
-                        self.service(now, sockets);
-                        recount = true;
-                    }
-                }
-            }
-        }
-        progressed |= self.service(now, sockets) | also(sockets);
-        // Transmit everything (smoltcp sends at most one packet per socket per
-        // `poll_egress`), then serve again: egress frees transmit room for more echo, and can
-        // change a socket's state (a retransmission timeout, an RST sent).
-        let mut budget = MAX_FRAMES_PER_POLL;
-        while budget > 0 {
-            let mut sent = false;
-            while budget > 0 && iface.poll_egress(now, device, sockets) != PollResult::None {
-                sent = true;
-                budget = budget.saturating_sub(1);
-            }
-            progressed |= sent;
-            if !sent || !(self.service(now, sockets) | also(sockets)) {
-                break;
-            }
-        }
-        // Held SYNs and a free listener: poll again at once.
-        if self.gate.backlog_len() > 0 && self.listening(sockets) > 0 {
-            self.work_left = true;
-        }
-        progressed
-    }
-
-    /// Whether some slot already has a connection with `peer` (a held SYN's client that got
-    /// in by a retransmission meanwhile).
-    fn talks_to(&self, peer: IpEndpoint, sockets: &mut SocketSet<'_>) -> bool {
-        self.slots.iter().any(|s| {
-            find_mut::<tcp::Socket>(sockets, s.handle).and_then(|socket| socket.remote_endpoint())
-                == Some(peer)
-        })
-    }
-
-    /// Whether half-open slots may be recycled for new SYNs (the SYN-flood defence).
-    ///
-    /// Pressure starts when no slot is free and every slot not serving a client has been
-    /// half-open for [`SYN_PRESSURE_AFTER`]: real handshakes complete within a round trip, so
-    /// stale half-open slots filling the rest of the pool mean SYNs from hosts that do not
-    /// answer. It lasts [`SYN_PRESSURE_HOLD`] after it was last
-    /// seen. A legitimate burst of more clients than slots never triggers it and keeps the
-    /// plain `Overflow` behaviour, so no real handshake in flight is thrown away.
-    fn under_syn_pressure(&mut self, now: Instant) -> bool {
-        // The youngest half-open slot, if no slot is free; slots serving clients do not count.
-        let mut youngest: Option<Instant> = None;
-        let mut free = false;
-        for slot in &self.slots {
-            match slot.conn.phase() {
-                Phase::HalfOpen { since } => {
-                    youngest = Some(youngest.map_or(since, |y: Instant| y.max(since)));
-                }
-                Phase::Unbound | Phase::Listening => free = true,
-                _ => {}
-            }
-        }
-        if let Some(youngest) = youngest
-            && !free
-            && crate::conn::elapsed(youngest, now) >= SYN_PRESSURE_AFTER
-        {
-            self.pressure_until = Some(crate::conn::later(now, SYN_PRESSURE_HOLD));
-        }
-        match self.pressure_until {
-            Some(until) if now < until => self.oldest_half_open().is_some(),
-            _ => false,
-        }
-    }
-
-    /// The slot a SYN that finds no listener may take: under SYN pressure the oldest
-    /// half-open slot, otherwise the longest idle holder of at least [`IDLE_HOLDER_AFTER`].
-    fn reclaimable(&mut self, now: Instant) -> Option<usize> {
-        if self.under_syn_pressure(now) {
-            return self.oldest_half_open();
-        }
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.conn.idle_holder_since().map(|since| (since, i)))
-            .filter(|(since, _)| crate::conn::elapsed(*since, now) >= IDLE_HOLDER_AFTER)
-            .min()
-            .map(|(_, i)| i)
-    }
-
-    /// Whether taking slot `i` for a SYN from `requester` would be an idle holder evicting
-    /// another: a peer that already holds a silent connection may not take a slot from one.
-    /// Without this rule, idle holders that keep retrying their SYNs (they arrive first, on the
-    /// same schedule) would evict each other for ever while a new client waits.
-    fn evicts_own_kind(
-        &self,
-        i: usize,
-        requester: Option<IpAddress>,
-        sockets: &mut SocketSet<'_>,
-    ) -> bool {
-        let evicting = self
-            .slots
-            .get(i)
-            .is_some_and(|s| s.conn.idle_holder_since().is_some());
-        let Some(requester) = requester else {
-            return false;
-        };
-        evicting
-            && self.slots.iter().any(|s| {
-                s.conn.idle_holder_since().is_some()
-                    && find_mut::<tcp::Socket>(sockets, s.handle)
-                        .and_then(|socket| socket.remote_endpoint())
-                        .is_some_and(|peer| peer.addr == requester)
-            })
-    }
-
-    /// The slot whose handshake has waited longest.
-    fn oldest_half_open(&self) -> Option<usize> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s.conn.phase() {
-                Phase::HalfOpen { since } => Some((since, i)),
-                _ => None,
-            })
-            .min()
-            .map(|(_, i)| i)
-    }
-
-    /// Give a reclaimable slot to the SYN the gate kept, and hand that SYN to the interface.
-    /// A dropped half-open connection gets no RST (its SYN most likely came from a host that
-    /// will never answer); an evicted idle holder does.
-    fn recycle_for<D: Device + ?Sized>(
-        &mut self,
-        now: Instant,
-        iface: &mut Interface,
-        device: &mut D,
-        sockets: &mut SocketSet<'_>,
-        syn: &[u8],
-    ) -> PollIngressSingleResult {
-        let config = self.config;
-        let requester = crate::gate::source_address(device.capabilities().medium, syn);
-        let Some(slot) = self
-            .reclaimable(now)
-            .filter(|&i| !self.evicts_own_kind(i, requester, sockets))
-            .and_then(|i| self.slots.get_mut(i))
-        else {
-            bump(&mut self.gate.held, 1);
-            return PollIngressSingleResult::PacketProcessed;
-        };
-        if let Some(event) = slot.conn.evict() {
-            // An idle holder has a live peer: tell it with an RST before the slot is reused.
-            if let Some(socket) = find_mut::<tcp::Socket>(sockets, slot.handle) {
-                socket.abort();
-            }
-            iface.poll_egress(now, device, sockets);
-            count(&mut self.counters, event);
-        } else {
-            bump(&mut self.counters.half_open_recycled, 1);
-        }
-        if !recycle_slot(slot, sockets, &config) {
-            bump(&mut self.gate.held, 1);
-            return PollIngressSingleResult::SocketStateChanged;
-        }
-        match iface.poll_ingress_single(now, &mut Replay::new(device, syn), sockets) {
-            // The replay device had no transmit token to offer: the SYN is lost, as if held.
-            PollIngressSingleResult::None => {
-                bump(&mut self.gate.held, 1);
-                PollIngressSingleResult::SocketStateChanged
-            }
-            _ => PollIngressSingleResult::SocketStateChanged,
-        }
-    }
-
-    /// Serve every slot once: echo what can be echoed, close, abort or re-listen. Returns
-    /// whether any slot did something.
-    pub fn service(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let mut progressed = false;
         let mut recycle = false;
-        // Pressure that has run out is forgotten, so deadlines go back to normal.
-        if self.pressure_until.is_some_and(|until| now >= until) {
-            self.pressure_until = None;
-        }
-        let config = TcpConfig {
-            timeouts: self.timeouts(Some(now)),
-            ..self.config
-        };
-        for slot in self.slots.iter_mut() {
-            let Some(socket) = find_mut::<tcp::Socket>(sockets, slot.handle) else {
-                continue;
-            };
-            progressed |= drive(slot, socket, now, &config, &mut self.counters);
-            recycle |= slot.recycle;
-        }
-        if recycle {
-            for slot in self.slots.iter_mut().filter(|s| s.recycle) {
-                recycle_slot(slot, sockets, &self.config);
+        let config = self.config;
+        let timeouts = config.timeouts(handshake);
+        // A proven client is no flood: the configured handshake limit, not the flood's.
+        let proven_timeouts = config.timeouts(config.handshake_timeout);
+        let counters = &mut self.counters;
+        let idle_freed = &mut self.idle_freed;
+        pair_by_handle::<_, tcp::Socket>(
+            sockets,
+            &mut self.slots,
+            |s| s.handle,
+            |slot, socket| {
+                bump(&mut counters.stale_acks, u64::from(slot.stale_acks));
+                slot.stale_acks = 0;
+                if let Some(socket) = socket {
+                    let holder = slot.conn.idle_holder_since().is_some();
+                    let timed_out = counters.timed_out;
+                    let limits = if slot.proven {
+                        &proven_timeouts
+                    } else {
+                        &timeouts
+                    };
+                    progressed |= drive(slot, socket, now, &config, limits, counters);
+                    recycle |= slot.recycle;
+                    if holder && counters.timed_out != timed_out {
+                        *idle_freed = idle_freed.saturating_add(1);
+                    }
+                }
+            },
+        );
+        let mut nudged = false;
+        for slot in self.slots.iter_mut().filter(|s| s.nudge) {
+            slot.nudge = false;
+            if let Some(old) = slot.handle
+                && let Some(handle) = renew(sockets, old, |_| {})
+            {
+                slot.handle = Some(handle);
+                nudged |= handle != old;
             }
         }
+        if nudged {
+            sort_by_handle(&mut self.slots);
+        }
+        if recycle {
+            let mut sort = false;
+            for slot in self.slots.iter_mut().filter(|s| s.recycle) {
+                sort |= recycle_slot(slot, sockets, &config);
+            }
+            if sort {
+                sort_by_handle(&mut self.slots);
+            }
+        }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
         progressed
+    }
+
+    /// Whether the next free listener should go to the newest waiting client: it was freed by
+    /// an idle holder's timeout (see [`admission`](crate::admission)).
+    pub(crate) fn take_idle_freed(&mut self) -> bool {
+        let freed = self.idle_freed > 0;
+        self.idle_freed = self.idle_freed.saturating_sub(1);
+        freed
+    }
+
+    /// Abort slot `i`'s connection (its RST leaves with the next egress); the slot is
+    /// [`reclaim`](Self::reclaim)ed after that.
+    pub(crate) fn abort(&mut self, i: usize, sockets: &mut SocketSet<'_>) {
+        if let Some(handle) = self.slots.get(i).and_then(|s| s.handle)
+            && let Some(socket) = find_mut::<tcp::Socket>(sockets, handle)
+        {
+            socket.abort();
+        }
+    }
+
+    /// Give slot `i` back to listening for a waiting client, counting why. Returns whether it
+    /// listens again.
+    pub(crate) fn reclaim(&mut self, i: usize, how: Reclaim, sockets: &mut SocketSet<'_>) -> bool {
+        let config = self.config;
+        let Some(slot) = self.slots.get_mut(i) else {
+            return false;
+        };
+        match how {
+            Reclaim::Evict => {
+                if let Some(event) = slot.conn.evict() {
+                    diag!("smolecho: tcp/{} {:?}", config.port, event);
+                    count(&mut self.counters, event);
+                }
+            }
+            Reclaim::Recycle => bump(&mut self.counters.half_open_recycled, 1),
+        }
+        let moved = recycle_slot(slot, sockets, &config);
+        let listening = slot.conn.phase() == Phase::Listening;
+        if moved {
+            sort_by_handle(&mut self.slots);
+        }
+        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
+        listening
     }
 
     /// The earliest instant at which a slot needs service without network activity.
-    /// `Instant::ZERO` (at once) when the last poll left frames in the device.
-    pub fn poll_at(&self) -> Option<Instant> {
-        if self.work_left {
-            return Some(Instant::ZERO);
-        }
-        let timeouts = self.timeouts(None);
+    pub(crate) fn poll_at(&self, handshake: Option<Duration>) -> Option<Instant> {
+        let timeouts = self.config.timeouts(handshake);
         self.slots
             .iter()
             .filter_map(|s| s.conn.deadline(&timeouts))
             .min()
     }
+}
 
-    /// The timeouts in force: under SYN pressure a half-open connection lives at most
-    /// [`SYN_PRESSURE_HANDSHAKE`]. Stale half-open slots are not only useless then: each one
-    /// keeps asking smoltcp to resolve its (absent) peer, and smoltcp sends one neighbour
-    /// request a second for the whole interface, so they would delay a real client's answer
-    /// whenever its address has dropped out of the small neighbour cache. `now: None` assumes
-    /// the pressure still holds (for deadlines: at worst one early poll).
-    fn timeouts(&self, now: Option<Instant>) -> Timeouts {
-        let pressured = match (self.pressure_until, now) {
-            (Some(until), Some(now)) => now < until,
-            (Some(_), None) => true,
-            (None, _) => false,
-        };
-        let mut timeouts = self.config.timeouts;
-        if pressured {
-            timeouts.handshake = Some(match timeouts.handshake {
-                Some(limit) if limit < SYN_PRESSURE_HANDSHAKE => limit,
-                _ => SYN_PRESSURE_HANDSHAKE,
-            });
+/// Sort the slots by handle, as the socket set iterates. An insertion sort: linear when at
+/// most one slot is out of place (a renewed socket that landed in another entry), and far
+/// smaller in flash than the standard library's sorts.
+fn sort_by_handle(slots: &mut [TcpSlot]) {
+    for i in 1..slots.len() {
+        let mut j = i;
+        while let Some(prev) = j.checked_sub(1) {
+            match (slots.get(prev), slots.get(j)) {
+                (Some(a), Some(b)) if a.handle > b.handle => slots.swap(prev, j),
+                _ => break,
+            }
+            j = prev;
         }
-        timeouts
-    }
-
-    /// How many slots' sockets are in LISTEN now.
-    fn listening(&self, sockets: &mut SocketSet<'_>) -> usize {
-        self.slots
-            .iter()
-            .filter(|s| s.conn.phase() == Phase::Listening)
-            .filter(|s| {
-                find_mut::<tcp::Socket>(sockets, s.handle)
-                    .is_some_and(|socket| socket.state() == tcp::State::Listen)
-            })
-            .count()
     }
 }
 
@@ -559,12 +436,12 @@ fn listening_socket<'a>(
     tx: &'a mut [u8],
     config: &TcpConfig,
     sockets: &mut Sockets<'a>,
-) -> Option<SocketHandle> {
+) -> Result<SocketHandle, Error> {
     let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
     configure(&mut socket, config);
     // Fails only on port 0, which `new` rejected.
-    socket.listen(config.port).ok()?;
-    sockets.add(socket).ok()
+    socket.listen(config.port).map_err(|_| Error::InvalidPort)?;
+    sockets.add(socket)
 }
 
 fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
@@ -576,15 +453,16 @@ fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
 
 /// Step one slot until it has nothing more to do (bounded). Returns whether it acted.
 fn drive(
-    slot: &mut Slot,
+    slot: &mut TcpSlot,
     socket: &mut tcp::Socket<'_>,
     now: Instant,
     config: &TcpConfig,
+    timeouts: &Timeouts,
     counters: &mut TcpCounters,
 ) -> bool {
     let mut acted = false;
-    for _ in 0..STEPS_PER_POLL {
-        let step = slot.conn.step(now, observe(socket), &config.timeouts);
+    for _ in 0..STEPS_PER_PASS {
+        let step = slot.conn.step(now, observe(socket), timeouts);
         if let Some(event) = step.event {
             diag!("smolecho: tcp/{} {:?}", config.port, event);
             count(counters, event);
@@ -599,7 +477,7 @@ fn drive(
                     break;
                 }
                 configure(socket, config);
-                slot.conn.listening();
+                slot.listening();
             }
             Action::Echo { max } => {
                 let moved = echo(socket, max);
@@ -620,35 +498,38 @@ fn drive(
         }
         acted = true;
     }
+    if slot.conn.phase() != Phase::Listening {
+        slot.peer = socket.remote_endpoint().unwrap_or(NO_PEER);
+    }
     acted
 }
 
-/// Put a slot's socket back to listening without an RST, in a fresh socket-set entry.
-///
-/// smoltcp keeps some per-socket state in the set's entry rather than in the socket: after
-/// failing to reach a neighbour it silences the socket for a second. A half-open connection
-/// from a spoofed address leaves its entry silenced, and a real client landing on the same
-/// socket would wait out that second. Removing the socket and adding it back gives it a
-/// fresh entry. Returns whether the slot listens again.
-fn recycle_slot(slot: &mut Slot, sockets: &mut SocketSet<'_>, config: &TcpConfig) -> bool {
+/// Put a slot's socket back to listening without an RST, in a fresh socket-set entry (see
+/// [`renew`]). Returns whether its handle changed (the slots must be sorted again).
+fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpConfig) -> bool {
     slot.recycle = false;
-    // Checked first, so `remove` below cannot panic: the handle is in the set and is TCP.
-    if find_mut::<tcp::Socket>(sockets, slot.handle).is_none() {
-        return false;
-    }
-    let Socket::Tcp(mut socket) = sockets.remove(slot.handle) else {
+    let Some(old) = slot.handle else {
         return false;
     };
-    // abort() then listen(): listen() resets the socket, so no RST is ever sent.
-    socket.abort();
-    let listening = socket.listen(config.port).is_ok();
-    configure(&mut socket, config);
-    // The entry just freed is there for it: `add` cannot find the set full.
-    slot.handle = sockets.add(socket);
+    let mut listening = false;
+    let renewed = renew(sockets, old, |socket| {
+        if let Socket::Tcp(socket) = socket {
+            // abort() then listen(): listen() resets the socket, so no RST is ever sent.
+            socket.abort();
+            listening = socket.listen(config.port).is_ok();
+            configure(socket, config);
+        }
+    });
+    let Some(handle) = renewed else {
+        return false;
+    };
+    slot.handle = Some(handle);
     if listening {
-        slot.conn.listening();
+        slot.listening();
+    } else {
+        slot.conn = EchoConn::new();
     }
-    listening
+    handle != old
 }
 
 fn count(counters: &mut TcpCounters, event: Event) {

@@ -11,7 +11,8 @@ use smoltcp::wire::IpEndpoint;
 
 use crate::Error;
 use crate::conn::{elapsed, later};
-use crate::sockets::{Sockets, find_mut};
+use crate::quirks::find_mut;
+use crate::sockets::Sockets;
 
 /// Socket buffers of one UDP echo client: `PACKETS` datagrams and `BYTES` payload bytes in
 /// each direction. The largest message is `BYTES` bytes.
@@ -100,7 +101,11 @@ struct Pending {
     sent_at: Instant,
 }
 
-/// A UDP echo client; see the [module docs](self).
+/// The seed's UDP echo client as a state machine over one smoltcp socket.
+///
+/// It sends a datagram, waits for a reply from the same endpoint with the same payload, and
+/// resends after a timeout, a bounded number of times. Replies that do not match (another
+/// sender, another payload: a late answer to an earlier run) are ignored and counted.
 #[derive(Debug)]
 pub struct UdpEchoClient<'m> {
     handle: SocketHandle,

@@ -7,9 +7,7 @@ use common::*;
 use smolecho::smoltcp::socket::tcp;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::{IpAddress, IpEndpoint};
-use smolecho::{
-    Overflow, TcpClientConfig, TcpConfig, TcpOutcome, Timeouts, UdpClientConfig, UdpOutcome,
-};
+use smolecho::{Overflow, TcpClientConfig, TcpConfig, TcpOutcome, UdpClientConfig, UdpOutcome};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
@@ -23,7 +21,7 @@ fn assert_settled<const S: usize, const B: usize>(w: &mut World<S, B>) {
     assert_eq!(c.active(), 0, "connections still active: {c:?}");
     assert_eq!(c.accepted, c.ended(), "{c:?}");
     assert_eq!(c.bytes_in, c.bytes_out, "{c:?}");
-    assert_eq!(w.node.tcp().active_slots(), 0);
+    assert_eq!(w.node.active_connections(), 0);
 }
 
 fn tcp_echo_once(remote: IpEndpoint) {
@@ -33,7 +31,7 @@ fn tcp_echo_once(remote: IpEndpoint) {
         TcpClientConfig::DEFAULT,
         remote,
         40000,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     assert!(w.run_until(&mut [&mut run], secs(5), |_| false) || run.finished());
     let outcome = run.outcome().expect("finished");
@@ -159,7 +157,7 @@ fn back_to_back_connections_on_the_last_free_slot_are_never_refused() {
             holders.iter_mut().map(|r| r as &mut dyn Actor).collect();
         w.run_for(&mut actors, Duration::from_millis(50));
     }
-    assert_eq!(w.node.tcp().active_slots(), 2);
+    assert_eq!(w.node.active_connections(), 2);
     // Ten sequential clients share the last slot. Each connects in the same step as the
     // previous one finished, so the server gets the previous client's last ACK (which frees
     // the slot) and the new SYN in the same poll.
@@ -168,7 +166,7 @@ fn back_to_back_connections_on_the_last_free_slot_are_never_refused() {
         TcpClientConfig::DEFAULT,
         server_v4(),
         43000,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     run.repeats = 9;
     w.run_until(&mut [&mut run], secs(10), |_| false);
@@ -218,8 +216,7 @@ fn a_client_that_stops_reading_is_held_by_backpressure_and_loses_nothing() {
     assert!(stalled.bytes_in <= 2048 + 2048, "{stalled:?}");
     let socket: &tcp::Socket = w
         .node
-        .tcp()
-        .handles()
+        .tcp_handles()
         .find_map(|h| {
             let s: &tcp::Socket = w.server_sockets.get(h);
             s.is_active().then_some(s)
@@ -248,17 +245,14 @@ fn a_client_that_stops_reading_is_held_by_backpressure_and_loses_nothing() {
 #[test]
 fn a_silent_peer_is_reclaimed_by_the_idle_timeout() {
     let mut w = World::<1>::new::<1024, 1024, 1500>(TcpConfig {
-        timeouts: Timeouts {
-            idle: Some(secs(3)),
-            ..Timeouts::DEFAULT
-        },
+        idle_timeout: Some(secs(3)),
         ..TcpConfig::on_port(PORT)
     });
     let mut silent = RawTcp::new::<512, 512>(&mut w.client_sockets, server_v4(), 40004, &[]);
     w.run_for(&mut [&mut silent], Duration::from_millis(100));
-    assert_eq!(w.node.tcp().active_slots(), 1);
+    assert_eq!(w.node.active_connections(), 1);
     w.run_for(&mut [&mut silent], Duration::from_millis(2500));
-    assert_eq!(w.node.tcp().active_slots(), 1, "not before the timeout");
+    assert_eq!(w.node.active_connections(), 1, "not before the timeout");
     w.run_for(&mut [&mut silent], secs(1));
     let c = w.node.tcp_counters();
     assert_eq!((c.timed_out, c.accepted), (1, 1), "{c:?}");
@@ -270,7 +264,7 @@ fn a_silent_peer_is_reclaimed_by_the_idle_timeout() {
         TcpClientConfig::DEFAULT,
         server_v4(),
         40005,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     w.run_until(&mut [&mut run], secs(5), |_| false);
     assert!(
@@ -291,7 +285,7 @@ fn a_peer_reset_frees_the_slot_at_once() {
     w.run_for(&mut [&mut peer], Duration::from_millis(50));
     let c = w.node.tcp_counters();
     assert_eq!((c.reset, c.active()), (1, 0), "{c:?}");
-    assert_eq!(w.node.tcp().active_slots(), 0);
+    assert_eq!(w.node.active_connections(), 0);
 }
 
 fn udp_echo(remote: IpEndpoint, len: usize) -> UdpOutcome {
@@ -428,7 +422,7 @@ fn udp_with_the_transmit_buffer_full_drops_and_counts_and_tcp_still_echoes() {
         TcpClientConfig::DEFAULT,
         server_v4(),
         40007,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     w.run_until(&mut [&mut run], secs(5), |_| false);
     assert!(
@@ -478,7 +472,7 @@ fn tcp_client_reports_refused_when_nothing_listens() {
         TcpClientConfig::DEFAULT,
         IpEndpoint::new(IpAddress::Ipv4(SERVER_V4), PORT + 1),
         40010,
-        smolecho::DEFAULT_MESSAGE,
+        smolecho::TcpClientConfig::DEFAULT_MESSAGE,
     );
     w.run_until(&mut [&mut run], secs(5), |_| false);
     assert_eq!(run.outcome(), Some(TcpOutcome::Refused));

@@ -11,7 +11,7 @@ use smolecho::sim::{Faults, Link, Rng, Side};
 use smolecho::smoltcp::socket::tcp;
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::{IpAddress, IpEndpoint};
-use smolecho::{TcpClientConfig, TcpConfig, TcpOutcome, Timeouts, UdpClientConfig, UdpOutcome};
+use smolecho::{TcpClientConfig, TcpConfig, TcpOutcome, UdpClientConfig, UdpOutcome};
 
 const SLOTS: usize = 4;
 
@@ -52,10 +52,8 @@ fn run_seed(seed: u64) -> Result<Tally, String> {
     let mut w = World::<SLOTS>::on_link::<2048, 2048, 8, 1472>(
         link,
         TcpConfig {
-            timeouts: Timeouts {
-                idle: Some(Duration::from_secs(10)),
-                handshake: Some(Duration::from_secs(3)),
-            },
+            idle_timeout: Some(Duration::from_secs(10)),
+            handshake_timeout: Some(Duration::from_secs(3)),
             ..TcpConfig::on_port(PORT)
         },
     );
@@ -171,7 +169,7 @@ fn run_seed(seed: u64) -> Result<Tally, String> {
     if c.active() != 0 || c.accepted != c.ended() || c.bytes_in != c.bytes_out {
         return Err(format!("counters do not add up: {c:?}"));
     }
-    for handle in w.node.tcp().handles() {
+    for handle in w.node.tcp_handles() {
         let socket: &tcp::Socket = w.server_sockets.get(handle);
         if socket.state() != tcp::State::Listen {
             return Err(format!("a slot is left in {}: {c:?}", socket.state()));

@@ -31,24 +31,37 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use netns::raw::{RawLink, SERVER_MAC};
 use netns::*;
+use smolecho::sim::frames;
+use smolecho::smoltcp::wire::{EthernetAddress, IpAddress};
 
 // ---------------------------------------------------------------------------------------------
 // The cases
 // ---------------------------------------------------------------------------------------------
 
+// These run on both TAP devices (`case::tun_tap`, `case::offload`).
+on_both_devices!(
+    seed_clients_over_ipv4_and_ipv6,
+    nc_half_close,
+    bulk_100_mb_through_one_connection,
+    udp_2000_datagrams_of_1400_bytes,
+    tap_client_against_kernel_echo_servers,
+    pcap_capture_is_readable,
+    fault_injection_still_echoes_exactly,
+    corrupt_frames_are_dropped,
+);
+
 /// Case 1: seed-style clients (connect, send the default string, read the echo) over IPv4 and
 /// IPv6, TCP and UDP, with std sockets and with the README's Python client. Also: an idle
 /// server sleeps (no busy loop).
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn seed_clients_over_ipv4_and_ipv6() {
+fn seed_clients_over_ipv4_and_ipv6(dev: Dev) {
     in_netns(
-        "seed_clients_over_ipv4_and_ipv6",
+        &dev.case("seed_clients_over_ipv4_and_ipv6"),
         Duration::from_secs(60),
         false,
         || {
-            let server = Server::start(&[]);
+            let server = Server::start(&dev.with(&[]));
             for ip in [SERVER_V4, SERVER_V6] {
                 let echo = seed_tcp_client(ip, SEED_MESSAGE.as_bytes()).expect("tcp echo");
                 assert_eq!(echo, SEED_MESSAGE.as_bytes(), "TCP over {ip}");
@@ -101,31 +114,34 @@ fn readme_python(name: &str) -> String {
 
 /// Case 2: `printf data | nc -N`: the client half-closes at once; everything is still echoed,
 /// then the server closes. Small and large payloads, IPv4 and IPv6.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn nc_half_close() {
-    in_netns("nc_half_close", Duration::from_secs(60), false, || {
-        let server = Server::start(&[]);
-        let out = sh("printf 'data' | timeout 10 nc -N 192.168.69.1 8000");
-        assert_eq!(out, "data");
-        let out = sh("printf 'six\\n' | timeout 10 nc -N fdaa::1 8000");
-        assert_eq!(out, "six\n");
-        // 512 KiB: far more than the socket buffers, so the FIN arrives long before the echo
-        // is done.
-        sh("d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && \
+fn nc_half_close(dev: Dev) {
+    in_netns(
+        &dev.case("nc_half_close"),
+        Duration::from_secs(60),
+        false,
+        || {
+            let server = Server::start(&dev.with(&[]));
+            let out = sh("printf 'data' | timeout 10 nc -N 192.168.69.1 8000");
+            assert_eq!(out, "data");
+            let out = sh("printf 'six\\n' | timeout 10 nc -N fdaa::1 8000");
+            assert_eq!(out, "six\n");
+            // 512 KiB: far more than the socket buffers, so the FIN arrives long before the echo
+            // is done.
+            sh("d=$(mktemp -d) && trap 'rm -rf \"$d\"' EXIT && \
             head -c 524288 /dev/urandom > \"$d/in\" && \
             timeout 20 nc -N 192.168.69.1 8000 < \"$d/in\" > \"$d/out\" && \
             cmp \"$d/in\" \"$d/out\"");
-        let c = server.stop();
-        assert_eq!(c.get("tcp.accepted"), 3);
-        assert_eq!(
-            c.get("tcp.closed"),
-            3,
-            "every half-closed connection ends gracefully"
-        );
-        assert_eq!(c.get("tcp.reset"), 0);
-        assert_eq!(c.get("tcp.bytes_out"), 4 + 4 + 524288);
-    });
+            let c = server.stop();
+            assert_eq!(c.get("tcp.accepted"), 3);
+            assert_eq!(
+                c.get("tcp.closed"),
+                3,
+                "every half-closed connection ends gracefully"
+            );
+            assert_eq!(c.get("tcp.reset"), 0);
+            assert_eq!(c.get("tcp.bytes_out"), 4 + 4 + 524288);
+        },
+    );
 }
 
 /// One client of the crowd cases: connect (retrying on refusal when `retry`), echo a
@@ -256,90 +272,102 @@ fn crowd_of_64_with_8_slots_refuse() {
 }
 
 /// Case 4: 100 MB through one connection, every byte verified; prints the throughput.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn bulk_100_mb_through_one_connection() {
+fn bulk_100_mb_through_one_connection(dev: Dev) {
     in_netns(
-        "bulk_100_mb_through_one_connection",
-        Duration::from_secs(180),
+        &dev.case("bulk_100_mb_through_one_connection"),
+        Duration::from_secs(240),
         false,
         || {
-            const TOTAL: usize = 100_000_000;
-            let server = Server::start(&[]);
-            let stream =
-                TcpStream::connect_timeout(&endpoint(SERVER_V4, PORT), Duration::from_secs(10))
-                    .expect("connect");
-            stream
-                .set_read_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            stream
-                .set_write_timeout(Some(Duration::from_secs(20)))
-                .expect("timeout");
-            let mut tx = stream.try_clone().expect("clone");
-            let t0 = Instant::now();
-            let writer = thread::spawn(move || -> std::io::Result<()> {
-                let mut pattern = Pattern(0x9E37_79B9_7F4A_7C15);
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut left = TOTAL;
-                while left > 0 {
-                    let n = left.min(buf.len());
-                    pattern.fill(&mut buf[..n]);
-                    tx.write_all(&buf[..n])?;
-                    left -= n;
-                }
-                tx.shutdown(Shutdown::Write)
-            });
-            let mut rx = stream;
-            let mut expected = Pattern(0x9E37_79B9_7F4A_7C15);
-            let mut want = vec![0u8; 64 * 1024];
-            let mut got = vec![0u8; 64 * 1024];
-            let mut received = 0usize;
-            while received < TOTAL {
-                let n = (TOTAL - received).min(got.len());
-                rx.read_exact(&mut got[..n])
-                    .unwrap_or_else(|e| panic!("echo stopped after {received} bytes: {e}"));
-                expected.fill(&mut want[..n]);
-                if got[..n] != want[..n] {
-                    let at = got[..n]
-                        .iter()
-                        .zip(&want[..n])
-                        .position(|(a, b)| a != b)
-                        .unwrap_or(0);
-                    panic!("echo differs at byte {}", received + at);
-                }
-                received += n;
+            let server = Server::start(&dev.with(&[]));
+            for ip in [SERVER_V4, SERVER_V6] {
+                bulk_echo(ip, BULK_TOTAL);
             }
-            let mut tail = Vec::new();
-            rx.read_to_end(&mut tail)
-                .expect("server closes after the echo");
-            assert!(tail.is_empty(), "{} bytes beyond the echo", tail.len());
-            let took = t0.elapsed();
-            writer.join().expect("writer").expect("write");
-            println!(
-                "bulk: {TOTAL} bytes echoed and verified in {took:.2?}: {:.1} MB/s each way",
-                TOTAL as f64 / took.as_secs_f64() / 1e6
-            );
             let c = server.stop();
-            assert_eq!(c.get("tcp.bytes_in"), TOTAL as u64);
-            assert_eq!(c.get("tcp.bytes_out"), TOTAL as u64);
-            assert_eq!(c.get("tcp.closed"), 1);
+            assert_eq!(c.get("tcp.bytes_in"), 2 * BULK_TOTAL as u64);
+            assert_eq!(c.get("tcp.bytes_out"), 2 * BULK_TOTAL as u64);
+            assert_eq!(c.get("tcp.closed"), 2);
+            if dev == Dev::Offload {
+                // The point of the device: large segments both ways.
+                assert!(c.get("frames.tx_segmented") > 0, "no segment was offloaded");
+                assert!(
+                    c.get("frames.rx_coalesced") > 0,
+                    "no coalesced segment arrived"
+                );
+            }
         },
     );
 }
 
+const BULK_TOTAL: usize = 100_000_000;
+
+/// `total` bytes through one connection to `ip`, every byte of the echo verified; then the
+/// server's FIN. Prints the throughput.
+fn bulk_echo(ip: &str, total: usize) {
+    let stream =
+        TcpStream::connect_timeout(&endpoint(ip, PORT), Duration::from_secs(10)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    stream
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    let mut tx = stream.try_clone().expect("clone");
+    let t0 = Instant::now();
+    let writer = thread::spawn(move || -> std::io::Result<()> {
+        let mut pattern = Pattern(0x9E37_79B9_7F4A_7C15);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut left = total;
+        while left > 0 {
+            let n = left.min(buf.len());
+            pattern.fill(&mut buf[..n]);
+            tx.write_all(&buf[..n])?;
+            left -= n;
+        }
+        tx.shutdown(Shutdown::Write)
+    });
+    let mut rx = stream;
+    let mut expected = Pattern(0x9E37_79B9_7F4A_7C15);
+    let mut want = vec![0u8; 64 * 1024];
+    let mut got = vec![0u8; 64 * 1024];
+    let mut received = 0usize;
+    while received < total {
+        let n = (total - received).min(got.len());
+        rx.read_exact(&mut got[..n])
+            .unwrap_or_else(|e| panic!("echo over {ip} stopped after {received} bytes: {e}"));
+        expected.fill(&mut want[..n]);
+        if got[..n] != want[..n] {
+            let at = got[..n]
+                .iter()
+                .zip(&want[..n])
+                .position(|(a, b)| a != b)
+                .unwrap_or(0);
+            panic!("echo over {ip} differs at byte {}", received + at);
+        }
+        received += n;
+    }
+    let mut tail = Vec::new();
+    rx.read_to_end(&mut tail)
+        .expect("server closes after the echo");
+    assert!(tail.is_empty(), "{} bytes beyond the echo", tail.len());
+    let took = t0.elapsed();
+    writer.join().expect("writer").expect("write");
+    println!(
+        "bulk over {ip}: {total} bytes echoed and verified in {took:.2?}: {:.1} MB/s each way",
+        total as f64 / took.as_secs_f64() / 1e6
+    );
+}
+
 /// Case 5: 2000 UDP datagrams of 1400 bytes, each echoed intact (at most 32 in flight).
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn udp_2000_datagrams_of_1400_bytes() {
+fn udp_2000_datagrams_of_1400_bytes(dev: Dev) {
     in_netns(
-        "udp_2000_datagrams_of_1400_bytes",
+        &dev.case("udp_2000_datagrams_of_1400_bytes"),
         Duration::from_secs(60),
         false,
         || {
             const COUNT: usize = 2000;
             const SIZE: usize = 1400;
             const WINDOW: usize = 32;
-            let server = Server::start(&[]);
+            let server = Server::start(&dev.with(&[]));
             let sock = UdpSocket::bind("0.0.0.0:0").expect("bind");
             sock.connect(endpoint(SERVER_V4, PORT)).expect("connect");
             sock.set_read_timeout(Some(Duration::from_secs(2)))
@@ -385,11 +413,9 @@ fn udp_2000_datagrams_of_1400_bytes() {
 /// Case 6: `tap_client` (smoltcp) against kernel echo servers in the namespace: socat for TCP
 /// (IPv4 and IPv6) and a Python udps.py for UDP. It fails when there is no server or when the
 /// "echo" differs.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn tap_client_against_kernel_echo_servers() {
+fn tap_client_against_kernel_echo_servers(dev: Dev) {
     in_netns(
-        "tap_client_against_kernel_echo_servers",
+        &dev.case("tap_client_against_kernel_echo_servers"),
         Duration::from_secs(90),
         false,
         || {
@@ -412,9 +438,10 @@ while True:
             ss -Hlun 'sport = :8000' | grep -q . && exit 0; sleep 0.05; done; exit 1",
             );
             let client = example("tap_client");
+            let device = dev.with(&[]).join(" ");
             let run = |args: &str| {
                 sh_output(
-                    &format!("{} {args}", client.display()),
+                    &format!("{} {args} {device}", client.display()),
                     Duration::from_secs(30),
                 )
             };
@@ -465,17 +492,15 @@ while True:
 
 /// Case 7: `--pcap` writes a capture that `tcpdump -r` (or `tshark -r`) reads, with the
 /// exchange in it.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn pcap_capture_is_readable() {
+fn pcap_capture_is_readable(dev: Dev) {
     in_netns(
-        "pcap_capture_is_readable",
+        &dev.case("pcap_capture_is_readable"),
         Duration::from_secs(60),
         false,
         || {
             let pcap = "/tmp/smolecho-netns-test.pcap";
             let _ = std::fs::remove_file(pcap);
-            let server = Server::start(&["--pcap", pcap]);
+            let server = Server::start(&dev.with(&["--pcap", pcap]));
             let echo = seed_tcp_client(SERVER_V4, SEED_MESSAGE.as_bytes()).expect("tcp echo");
             assert_eq!(echo, SEED_MESSAGE.as_bytes());
             assert_eq!(
@@ -514,15 +539,13 @@ fn pcap_capture_is_readable() {
 
 /// `--drop-chance` and `--corrupt-chance` (smoltcp's FaultInjector): frames are lost and
 /// damaged, TCP recovers, and the echo is still exact.
-#[test]
-#[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
-fn fault_injection_still_echoes_exactly() {
+fn fault_injection_still_echoes_exactly(dev: Dev) {
     in_netns(
-        "fault_injection_still_echoes_exactly",
+        &dev.case("fault_injection_still_echoes_exactly"),
         Duration::from_secs(90),
         false,
         || {
-            let server = Server::start(&["--drop-chance", "5", "--corrupt-chance", "5"]);
+            let server = Server::start(&dev.with(&["--drop-chance", "5", "--corrupt-chance", "5"]));
             let mut payload = vec![0u8; 200_000];
             Pattern(7).fill(&mut payload);
             let mut s =
@@ -731,6 +754,108 @@ fn gateway_routes_replies_off_link() {
             );
             let c = server.stop();
             assert_eq!(c.get("tcp.accepted"), 2);
+        },
+    );
+}
+
+/// Every frame with a wrong checksum is dropped, also when the offload device (not smoltcp)
+/// checks them: raw frames from the Linux side (AF_PACKET on tap0, so the kernel neither
+/// checks nor marks them) to the echo port, each kind once wrong and once right, over IPv4
+/// and IPv6. What the server answers is watched with tcpdump on tap0: the right ones are
+/// echoed (UDP) or answered (a TCP SYN gets SYN-ACK), the wrong ones get nothing.
+fn corrupt_frames_are_dropped(dev: Dev) {
+    in_netns(
+        &dev.case("corrupt_frames_are_dropped"),
+        Duration::from_secs(60),
+        false,
+        || {
+            let server = Server::start(&dev.with(&[]));
+            // The neighbour entries first, so no answer waits for ARP or ND.
+            assert_eq!(seed_udp_client(SERVER_V4, b"warm"), b"warm");
+            assert_eq!(seed_udp_client(SERVER_V6, b"warm"), b"warm");
+            // (/sys shows the namespace it was mounted in, not this one.)
+            let link = sh("ip -o link show dev tap0");
+            let host_mac: Vec<u8> = link
+                .split_whitespace()
+                .skip_while(|w| *w != "link/ether")
+                .nth(1)
+                .expect("tap0's MAC")
+                .split(':')
+                .map(|b| u8::from_str_radix(b, 16).expect("a MAC"))
+                .collect();
+            let host_mac: [u8; 6] = host_mac.try_into().expect("6 bytes");
+            let capture = Background::start(
+                "exec timeout 30 tcpdump -i tap0 -nn -l \
+                 '(udp or tcp) and (src host 192.168.69.1 or src host fdaa::1)' \
+                 > /tmp/smolecho-corrupt.txt 2>/dev/null",
+            );
+            thread::sleep(Duration::from_millis(800));
+            let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
+            // Source ports say what each frame is: 4xxx1 right, 4xxx2 wrong.
+            let addr =
+                |s: &str| IpAddress::from(s.parse::<std::net::IpAddr>().expect("an address"));
+            let families = [
+                (addr("192.168.69.100"), addr(SERVER_V4), 40_000u16, 20usize),
+                (addr("fdaa::100"), addr(SERVER_V6), 41_000, 40),
+            ];
+            let mut wrong = 0;
+            for (host, server_ip, base, ip_len) in families {
+                let from = |port| frames::Peer {
+                    mac: EthernetAddress(host_mac),
+                    addr: host,
+                    port,
+                };
+                let to = frames::Peer {
+                    mac: EthernetAddress(SERVER_MAC),
+                    addr: server_ip,
+                    port: PORT,
+                };
+                let udp = |port: u16| frames::udp(&from(port), &to, b"checked?").to_vec();
+                let syn = |port: u16| frames::syn(&from(port), &to, 1000).to_vec();
+                let transport = 14 + ip_len;
+                let mut send = |f: &[u8]| link.send(f).expect("send a frame");
+                send(&udp(base + 1));
+                let mut bad = udp(base + 2);
+                bad[transport + 8] ^= 0x01; // payload bit: the UDP checksum is now wrong
+                send(&bad);
+                send(&syn(base + 11));
+                let mut bad = syn(base + 12);
+                bad[transport + 4] ^= 0x80; // sequence number bit: the TCP checksum is now wrong
+                send(&bad);
+                wrong += 2;
+                if ip_len == 20 {
+                    // A right UDP checksum under a wrong IPv4 header checksum.
+                    let mut bad = udp(base + 22);
+                    bad[14 + 10] ^= 0x01;
+                    send(&bad);
+                    wrong += 1;
+                }
+            }
+            thread::sleep(Duration::from_millis(1500));
+            drop(capture);
+            let seen = std::fs::read_to_string("/tmp/smolecho-corrupt.txt").unwrap_or_default();
+            println!("the server sent:\n{seen}");
+            for base in [40_000u16, 41_000] {
+                for right in [base + 1, base + 11] {
+                    assert!(
+                        seen.contains(&format!(".{right}:")),
+                        "no answer to the right frame from port {right}:\n{seen}"
+                    );
+                }
+                for bad in [base + 2, base + 12, base + 22] {
+                    assert!(
+                        !seen.contains(&format!(".{bad}:")),
+                        "a frame with a wrong checksum (port {bad}) was answered:\n{seen}"
+                    );
+                }
+            }
+            let c = server.stop();
+            // The warm-up datagrams (two, more if one was retried) and the two right ones.
+            assert!(c.get("udp.datagrams_in") >= 4);
+            if dev == Dev::Offload {
+                // The IPv4 header checksum is smoltcp's; the transport ones the device's.
+                assert_eq!(c.get("frames.rx_bad_checksum"), wrong - 1);
+            }
         },
     );
 }

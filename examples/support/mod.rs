@@ -1,5 +1,7 @@
-//! What the Linux TAP examples share: the TAP device ([`tap`]), the command line ([`cli`]),
-//! and the host glue below: a clock, the stop signals, and sleeping on a file descriptor.
+//! What the Linux TAP examples share: the TAP devices ([`tap`], the default, on the `tun-tap`
+//! crate; [`vnet_tap`], `--offload`, with virtio-net headers and the kernel's offloads, its
+//! frame work in [`vnet`]), the command line ([`cli`]), and the host glue below: a clock, the
+//! stop signals, and sleeping on a file descriptor.
 //!
 //! None of this is part of the library: smolecho itself stays `no_std` and knows nothing of
 //! Linux. Everything that touches the OS lives here.
@@ -9,9 +11,13 @@
 
 pub mod cli;
 pub mod tap;
+pub mod vnet;
+pub mod vnet_tap;
 
+use std::cell::RefCell;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +25,48 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use smolecho::smoltcp::iface::{Config, Interface};
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::{EthernetAddress, IpAddress, IpCidr};
+
+/// What the examples need of either TAP device besides smoltcp's `Device`.
+pub trait Tap: smolecho::smoltcp::phy::Device + AsRawFd {
+    /// The interface's name as the kernel knows it.
+    fn name(&self) -> &str;
+    /// The link's IP MTU (what `ip link` shows).
+    fn ip_mtu(&self) -> usize;
+    /// Where the device puts the first I/O error it meets.
+    fn error_slot(&self) -> tap::ErrorSlot;
+    /// The device's frame counters (shared: still readable once the device is wrapped).
+    fn counters(&self) -> Rc<RefCell<tap::FrameCounters>>;
+}
+
+impl Tap for tap::TapDevice {
+    fn name(&self) -> &str {
+        tap::TapDevice::name(self)
+    }
+    fn ip_mtu(&self) -> usize {
+        tap::TapDevice::ip_mtu(self)
+    }
+    fn error_slot(&self) -> tap::ErrorSlot {
+        tap::TapDevice::error_slot(self)
+    }
+    fn counters(&self) -> Rc<RefCell<tap::FrameCounters>> {
+        tap::TapDevice::counters(self)
+    }
+}
+
+impl Tap for vnet_tap::VnetTapDevice {
+    fn name(&self) -> &str {
+        vnet_tap::VnetTapDevice::name(self)
+    }
+    fn ip_mtu(&self) -> usize {
+        vnet_tap::VnetTapDevice::ip_mtu(self)
+    }
+    fn error_slot(&self) -> tap::ErrorSlot {
+        vnet_tap::VnetTapDevice::error_slot(self)
+    }
+    fn counters(&self) -> Rc<RefCell<tap::FrameCounters>> {
+        vnet_tap::VnetTapDevice::counters(self)
+    }
+}
 
 /// A monotonic clock for smoltcp that reads as wall-clock time, so packet captures carry real
 /// timestamps while TCP timers never see the system clock jump.

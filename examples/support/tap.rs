@@ -39,6 +39,17 @@ pub struct FrameCounters {
     /// Frames the kernel would not take right now (its queue was full); dropped, like a NIC
     /// with a full ring.
     pub tx_dropped: u64,
+    /// Offload device only: frames received as one coalesced segment (GRO/TSO).
+    pub rx_coalesced: u64,
+    /// Offload device only: frames dropped for a wrong TCP or UDP checksum.
+    pub rx_bad_checksum: u64,
+    /// Offload device only: frames dropped because their checksum cannot be checked
+    /// (lengths that do not fit, fragments).
+    pub rx_unverifiable: u64,
+    /// Offload device only: TCP segments handed to the kernel to segment.
+    pub tx_segmented: u64,
+    /// Offload device only: frames above the link MTU that are not TCP (dropped).
+    pub tx_oversize: u64,
 }
 
 /// A TAP device as a smoltcp device.
@@ -297,6 +308,33 @@ fn is_permission(err: &io::Error) -> bool {
 /// If it exists, attach to it (no privileges needed when it belongs to this user). If not,
 /// create it (needs CAP_NET_ADMIN), bring it up, and give the Linux side `host_ips`.
 pub fn open(name: &str, host_ips: &[IpCidr]) -> Result<(TapDevice, Origin), TapError> {
+    let (iface, _, origin, ip_mtu) = open_with(name, host_ips, |name| {
+        let iface = Iface::without_packet_info(name, Mode::Tap)?;
+        iface.set_non_blocking()?;
+        let actual = iface.name().to_string();
+        Ok((iface, actual))
+    })?;
+    let frame_mtu = ip_mtu + ETHERNET_HEADER;
+    let device = TapDevice {
+        iface,
+        frame_mtu,
+        rx: vec![0; frame_mtu + SLACK],
+        tx: vec![0; frame_mtu],
+        error: Rc::new(RefCell::new(None)),
+        counters: Rc::new(RefCell::new(FrameCounters::default())),
+    };
+    Ok((device, origin))
+}
+
+/// What both TAP devices share in opening one: tell the permission problems apart, attach
+/// (`attach` opens the descriptor in its own way and returns it with the kernel's name for
+/// the interface), configure a TAP we created, and read its MTU. Returns the descriptor,
+/// the name, how it was obtained and the IP MTU.
+pub fn open_with<T>(
+    name: &str,
+    host_ips: &[IpCidr],
+    attach: impl FnOnce(&str) -> io::Result<(T, String)>,
+) -> Result<(T, String, Origin, usize), TapError> {
     let exists = interface_exists(name);
     let permission = |source: io::Error, tun_node: bool| TapError::Permission {
         name: name.to_string(),
@@ -321,8 +359,8 @@ pub fn open(name: &str, host_ips: &[IpCidr]) -> Result<(TapDevice, Origin), TapE
             }
         });
     }
-    let iface = match Iface::without_packet_info(name, Mode::Tap) {
-        Ok(iface) => iface,
+    let (handle, actual) = match attach(name) {
+        Ok(opened) => opened,
         Err(source) if is_permission(&source) => return Err(permission(source, false)),
         Err(source) => {
             let what = if exists {
@@ -335,11 +373,6 @@ pub fn open(name: &str, host_ips: &[IpCidr]) -> Result<(TapDevice, Origin), TapE
             return Err(TapError::Io { what, source });
         }
     };
-    iface.set_non_blocking().map_err(|source| TapError::Io {
-        what: "cannot make the TAP non-blocking".into(),
-        source,
-    })?;
-    let actual = iface.name().to_string();
     let origin = if exists {
         Origin::Attached
     } else {
@@ -350,16 +383,7 @@ pub fn open(name: &str, host_ips: &[IpCidr]) -> Result<(TapDevice, Origin), TapE
         what: format!("cannot read the MTU of {actual}"),
         source,
     })?;
-    let frame_mtu = ip_mtu + ETHERNET_HEADER;
-    let device = TapDevice {
-        iface,
-        frame_mtu,
-        rx: vec![0; frame_mtu + SLACK],
-        tx: vec![0; frame_mtu],
-        error: Rc::new(RefCell::new(None)),
-        counters: Rc::new(RefCell::new(FrameCounters::default())),
-    };
-    Ok((device, origin))
+    Ok((handle, actual, origin, ip_mtu))
 }
 
 /// Whether an interface called `name` exists in this network namespace.

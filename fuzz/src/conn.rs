@@ -9,8 +9,7 @@
 //! - `Action::Listen` only while not active; `deadline()` never panics.
 
 use arbitrary::{Arbitrary, Unstructured};
-use smolecho::Timeouts;
-use smolecho::conn::{Action, EchoConn, Event, Link, Observation};
+use smolecho::fuzzing::{Action, EchoConn, Event, Link, Observation, Timeouts};
 use smolecho::smoltcp::time::{Duration, Instant};
 
 /// How the next clock value is chosen.

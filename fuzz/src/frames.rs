@@ -23,7 +23,7 @@
 use std::collections::HashMap;
 
 use arbitrary::{Arbitrary, Unstructured};
-use smolecho::conn::RST_GRACE;
+use smolecho::fuzzing::RST_GRACE;
 use smolecho::smoltcp::iface::SocketHandle;
 use smolecho::smoltcp::phy::ChecksumCapabilities;
 use smolecho::smoltcp::socket::tcp;
@@ -33,7 +33,7 @@ use smolecho::smoltcp::wire::{
     IpProtocol, Ipv4Address, Ipv4Packet, Ipv4Repr, Ipv6Address, Ipv6Packet, Ipv6Repr, TcpPacket,
     TcpSeqNumber, UdpPacket,
 };
-use smolecho::{Overflow, Sockets, TcpConfig, Timeouts};
+use smolecho::{Overflow, Sockets, TcpConfig};
 
 use crate::net::{self, CLIENT_MAC, PORT, SERVER_MAC, Server, ServerStore, Wire};
 
@@ -722,14 +722,14 @@ impl World<'_, '_> {
     }
 
     /// Stop the clients (abort, or vanish), then run past every timeout.
-    fn settle(&mut self, timeouts: &Timeouts, keep_alive: bool) {
+    fn settle(&mut self, config: &TcpConfig, keep_alive: bool) {
         if !self.vanished {
             for c in &self.clients {
                 self.client_sockets.get_mut::<tcp::Socket>(c.handle).abort();
             }
         }
-        let span = timeouts.idle.unwrap_or_default()
-            + timeouts.handshake.unwrap_or_default()
+        let span = config.idle_timeout.unwrap_or_default()
+            + config.handshake_timeout.unwrap_or_default()
             + RST_GRACE
             + RST_GRACE
             + Duration::from_secs(2);
@@ -813,17 +813,14 @@ pub fn run(data: &[u8]) -> Report {
     let Ok(setup) = Setup::arbitrary(&mut u) else {
         return Report::default();
     };
-    let timeouts = Timeouts {
-        idle: Some(Duration::from_secs(1 + u64::from(setup.idle_secs % 8))),
-        handshake: Some(Duration::from_secs(1 + u64::from(setup.handshake_secs % 4))),
-    };
     let config = TcpConfig {
         overflow: if setup.refuse {
             Overflow::Refuse
         } else {
             Overflow::Defer
         },
-        timeouts,
+        idle_timeout: Some(Duration::from_secs(1 + u64::from(setup.idle_secs % 8))),
+        handshake_timeout: Some(Duration::from_secs(1 + u64::from(setup.handshake_secs % 4))),
         keep_alive: setup.keep_alive.then(|| Duration::from_secs(1)),
         ack_delay: setup.ack_delay.then(|| Duration::from_millis(10)),
         ..TcpConfig::on_port(PORT)
@@ -897,7 +894,7 @@ pub fn run(data: &[u8]) -> Report {
     w.report.ops = ops;
 
     w.vanished = setup.vanish;
-    w.settle(&timeouts, setup.keep_alive);
+    w.settle(&config, setup.keep_alive);
     w.server.check_counters();
     w.server.check_all_listening("after the timeouts");
     w.report.counters = w.server.node.tcp_counters();

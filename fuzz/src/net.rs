@@ -8,16 +8,17 @@
 
 use std::collections::VecDeque;
 
+use smolecho::sim::frames::Peer;
 use smolecho::sim::{self, Link, Side};
 use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
 use smolecho::smoltcp::phy::{Device, RxToken};
-use smolecho::smoltcp::socket::tcp;
+use smolecho::smoltcp::socket::{Socket, tcp};
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::{
     EthernetAddress, EthernetFrame, EthernetProtocol, Icmpv4Packet, Icmpv6Packet, IpAddress,
     IpCidr, IpProtocol, Ipv4Address, Ipv4Packet, Ipv6Address, Ipv6Packet, TcpPacket, UdpPacket,
 };
-use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoStorage, UdpConfig, UdpEchoStorage};
+use smolecho::{EchoNode, Sockets, TcpConfig, TcpStorage, UdpConfig, UdpStorage};
 
 /// The echo service's port.
 pub const PORT: u16 = 7;
@@ -36,9 +37,9 @@ pub const SERVER_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 1);
 pub const CLIENT_V4: Ipv4Address = Ipv4Address::new(10, 0, 0, 2);
 pub const SERVER_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 1);
 pub const CLIENT_V6: Ipv6Address = Ipv6Address::new(0xfdaa, 0, 0, 0, 0, 0, 0, 2);
-/// `sim::interface` MACs: 02:00:00:00:00:<last>.
-pub const SERVER_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 1]);
-pub const CLIENT_MAC: EthernetAddress = EthernetAddress([2, 0, 0, 0, 0, 2]);
+/// `sim::interface` MACs (the frame builders' `Peer`s use the same).
+pub const SERVER_MAC: EthernetAddress = Peer::sim_mac(1);
+pub const CLIENT_MAC: EthernetAddress = Peer::sim_mac(2);
 
 pub type SimLink = Link<LINK_FRAMES>;
 
@@ -62,15 +63,15 @@ pub fn client_ip(v6: bool) -> IpAddress {
 
 /// Memory of the node under test.
 pub struct ServerStore {
-    tcp: TcpEchoStorage<SLOTS, SLOT_RX, SLOT_TX>,
-    udp: UdpEchoStorage<UDP_PACKETS, UDP_BYTES>,
+    tcp: TcpStorage<SLOTS, SLOT_RX, SLOT_TX>,
+    udp: UdpStorage<UDP_PACKETS, UDP_BYTES>,
 }
 
 impl ServerStore {
     pub fn boxed() -> Box<Self> {
         Box::new(Self {
-            tcp: TcpEchoStorage::new(),
-            udp: UdpEchoStorage::new(),
+            tcp: TcpStorage::new(),
+            udp: UdpStorage::new(),
         })
     }
 }
@@ -79,7 +80,7 @@ impl ServerStore {
 pub struct Server<'a> {
     pub iface: Interface,
     pub sockets: Sockets<'a>,
-    pub node: EchoNode<'a, SLOTS>,
+    pub node: EchoNode<'a>,
 }
 
 impl<'a> Server<'a> {
@@ -97,9 +98,11 @@ impl<'a> Server<'a> {
         let iface = sim::interface(&mut link.end(Side::A), 1, &addrs, now);
         let mut sockets = Sockets::new(mem);
         let node = EchoNode::new(
-            (config, &mut store.tcp),
-            (UdpConfig::on_port(PORT), &mut store.udp),
             &mut sockets,
+            config,
+            store.tcp.buffers(),
+            UdpConfig::on_port(PORT),
+            store.udp.buffers(),
         )
         .expect("the node fits its socket set");
         Self {
@@ -127,7 +130,7 @@ impl<'a> Server<'a> {
     /// counted as dropped.
     pub fn check_counters(&self) {
         let c = self.node.tcp_counters();
-        let active = self.node.tcp().active_slots() as u64;
+        let active = self.node.active_connections() as u64;
         assert_eq!(
             c.accepted,
             c.ended() + active,
@@ -140,13 +143,18 @@ impl<'a> Server<'a> {
         assert!(u.bytes_out <= u.bytes_in, "{u:?}");
     }
 
-    /// The TCP state of every slot's socket.
+    /// The TCP state of every slot's socket (the node's set holds no other TCP socket).
     pub fn slot_states(&mut self) -> Vec<tcp::State> {
-        let handles: Vec<_> = self.node.tcp().handles().collect();
-        handles
-            .into_iter()
-            .map(|h| self.sockets.get::<tcp::Socket>(h).state())
-            .collect()
+        let states: Vec<_> = self
+            .sockets
+            .iter()
+            .filter_map(|(_, socket)| match socket {
+                Socket::Tcp(s) => Some(s.state()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states.len(), SLOTS, "one TCP socket per slot");
+        states
     }
 
     /// Panics unless every slot is listening and none is active.
@@ -157,7 +165,7 @@ impl<'a> Server<'a> {
             "{context}: slots not all listening again: {states:?}, counters {:?}",
             self.node.tcp_counters()
         );
-        assert_eq!(self.node.tcp().active_slots(), 0, "{context}");
+        assert_eq!(self.node.active_connections(), 0, "{context}");
     }
 }
 

@@ -21,13 +21,13 @@
 use std::collections::{HashMap, VecDeque};
 
 use arbitrary::{Arbitrary, Unstructured};
-use smolecho::conn::RST_GRACE;
+use smolecho::fuzzing::RST_GRACE;
 use smolecho::smoltcp::socket::tcp;
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::IpEndpoint;
 use smolecho::{
     Overflow, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpOutcome,
-    Timeouts, UdpClientConfig, UdpClientStorage, UdpEchoClient, UdpOutcome,
+    UdpClientConfig, UdpClientStorage, UdpEchoClient, UdpOutcome,
 };
 
 use crate::net::{self, PORT, Server, ServerStore, Wire};
@@ -146,17 +146,14 @@ pub fn run(data: &[u8]) -> Report {
     if crate::frames::debug() {
         eprintln!("{setup:#?}\nfaults {faults:?}\nsteps {steps:?}");
     }
-    let timeouts = Timeouts {
-        idle: Some(Duration::from_secs(1 + u64::from(setup.idle_secs % 16))),
-        handshake: Some(Duration::from_secs(1 + u64::from(setup.handshake_secs % 8))),
-    };
     let config = TcpConfig {
         overflow: if setup.refuse {
             Overflow::Refuse
         } else {
             Overflow::Defer
         },
-        timeouts,
+        idle_timeout: Some(Duration::from_secs(1 + u64::from(setup.idle_secs % 16))),
+        handshake_timeout: Some(Duration::from_secs(1 + u64::from(setup.handshake_secs % 8))),
         ack_delay: setup.ack_delay.then(|| Duration::from_millis(10)),
         ..TcpConfig::on_port(PORT)
     };
@@ -285,9 +282,7 @@ pub fn run(data: &[u8]) -> Report {
         |tcp: &[TcpEchoClient<'_>], udp: &[UdpEchoClient<'_>], ts: &[bool], us: &[bool]| {
             ts.iter().all(|s| *s)
                 && us.iter().all(|s| *s)
-                && tcp
-                    .iter()
-                    .all(|c| c.state() == smolecho::tcp_client::TcpClientState::Idle)
+                && tcp.iter().all(|c| c.is_idle())
                 && udp.iter().all(|c| !c.is_waiting())
         };
 
@@ -422,8 +417,8 @@ pub fn run(data: &[u8]) -> Report {
                     wire.to_cli.push_back(d.frame);
                 }
             }
-            let span = timeouts.idle.unwrap_or_default()
-                + timeouts.handshake.unwrap_or_default()
+            let span = config.idle_timeout.unwrap_or_default()
+                + config.handshake_timeout.unwrap_or_default()
                 + CLIENT_TIMEOUT
                 + RST_GRACE
                 + RST_GRACE

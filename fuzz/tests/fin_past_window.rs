@@ -10,16 +10,13 @@
 //! until smolecho works around it (or smoltcp is fixed): run it with
 //! `cargo test --release --test fin_past_window -- --ignored`.
 
+use smolecho::sim::frames::{self, Peer};
 use smolecho::smoltcp::iface::SocketStorage;
-use smolecho::smoltcp::phy::ChecksumCapabilities;
 use smolecho::smoltcp::socket::tcp;
 use smolecho::smoltcp::time::{Duration, Instant};
-use smolecho::smoltcp::wire::{
-    EthernetFrame, EthernetProtocol, EthernetRepr, IpAddress, IpEndpoint, IpProtocol, Ipv4Packet,
-    Ipv4Repr, TcpControl, TcpPacket, TcpRepr, TcpSeqNumber,
-};
+use smolecho::smoltcp::wire::{IpAddress, IpEndpoint, TcpControl, TcpRepr, TcpSeqNumber};
 use smolecho::{Sockets, TcpConfig};
-use smolecho_fuzz::net::{self, CLIENT_MAC, CLIENT_V4, PORT, SERVER_MAC, SERVER_V4, Server};
+use smolecho_fuzz::net::{self, PORT, SERVER_V4, Server};
 
 #[test]
 #[ignore = "smoltcp 0.14 accepts the FIN of a segment trimmed to the receive window"]
@@ -102,30 +99,10 @@ fn a_fin_beyond_the_receive_window_is_not_taken() {
         timestamp: None,
         payload: &payload,
     };
-    let ip = Ipv4Repr {
-        src_addr: CLIENT_V4,
-        dst_addr: SERVER_V4,
-        next_header: IpProtocol::Tcp,
-        payload_len: segment.buffer_len(),
-        hop_limit: 64,
-    };
-    let mut frame = vec![0u8; 14 + 20 + segment.buffer_len()];
-    EthernetRepr {
-        src_addr: CLIENT_MAC,
-        dst_addr: SERVER_MAC,
-        ethertype: EthernetProtocol::Ipv4,
-    }
-    .emit(&mut EthernetFrame::new_unchecked(&mut frame[..]));
-    let caps = ChecksumCapabilities::default();
-    ip.emit(&mut Ipv4Packet::new_unchecked(&mut frame[14..]), &caps);
-    segment.emit(
-        &mut TcpPacket::new_unchecked(&mut frame[34..]),
-        &IpAddress::Ipv4(CLIENT_V4),
-        &IpAddress::Ipv4(SERVER_V4),
-        &caps,
-    );
+    let frame = frames::tcp_repr(&Peer::client_v4(40000), &Peer::server_v4(PORT), &segment);
+    assert!(!frame.is_empty(), "the forged segment fits a frame");
     wire.to_srv.clear();
-    wire.to_srv.push_back(frame);
+    wire.to_srv.push_back(frame.to_vec());
     wire.deliver();
     server.poll(now, &mut wire.srv_link);
     let mut acked = None;

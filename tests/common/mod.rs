@@ -3,14 +3,15 @@
 
 #![allow(dead_code)]
 
+pub mod linux_peer;
+
 use smolecho::sim::{self, Link, Side};
 use smolecho::smoltcp::iface::{Interface, SocketSet, SocketStorage};
 use smolecho::smoltcp::time::{Duration, Instant};
 use smolecho::smoltcp::wire::{IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv6Address};
-use smolecho::tcp_client::TcpClientState;
 use smolecho::{
-    EchoNode, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpEchoStorage,
-    TcpOutcome, UdpClientConfig, UdpClientStorage, UdpConfig, UdpEchoClient, UdpEchoStorage,
+    EchoNode, Sockets, TcpClientConfig, TcpClientStorage, TcpConfig, TcpEchoClient, TcpOutcome,
+    TcpStorage, UdpClientConfig, UdpClientStorage, UdpConfig, UdpEchoClient, UdpStorage,
 };
 
 pub const PORT: u16 = 7;
@@ -39,9 +40,13 @@ pub struct World<const SLOTS: usize, const BACKLOG: usize = 0> {
     pub link: Box<Link<LINK_FRAMES>>,
     pub server_iface: Interface,
     pub server_sockets: Sockets<'static>,
-    pub node: EchoNode<'static, SLOTS, BACKLOG>,
+    pub node: EchoNode<'static>,
     pub client_iface: Interface,
     pub client_sockets: Sockets<'static>,
+    /// How far the clock moves per round while frames are in flight (1 ms unless set). A
+    /// link with [`Delay`](smolecho::sim::Delay)s needs finer steps (100 µs): the clock also
+    /// jumps to the next frame's release when a round moved nothing.
+    pub step: Duration,
 }
 
 /// A client-side actor the world drives every step.
@@ -91,6 +96,14 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
         Self::build::<RX, TX, 8, UDP>(Box::new(Link::new()), tcp)
     }
 
+    /// A world with a listen backlog on a prepared link.
+    pub fn with_backlog_on_link<const RX: usize, const TX: usize, const UDP: usize>(
+        link: Box<Link<LINK_FRAMES>>,
+        tcp: TcpConfig,
+    ) -> Self {
+        Self::build::<RX, TX, 8, UDP>(link, tcp)
+    }
+
     fn build<const RX: usize, const TX: usize, const PACKETS: usize, const UDP: usize>(
         mut link: Box<Link<LINK_FRAMES>>,
         tcp: TcpConfig,
@@ -108,13 +121,12 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
         let client_iface = sim::interface(&mut link.end(Side::B), 2, &addrs_c, now);
         let mut server_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
         let client_sockets = Sockets::new(leak([SocketStorage::EMPTY; 160]).as_mut_slice());
-        let node = EchoNode::with_backlog(
-            (tcp, leak(TcpEchoStorage::<SLOTS, RX, TX>::new())),
-            (
-                UdpConfig::on_port(PORT),
-                leak(UdpEchoStorage::<PACKETS, UDP>::new()),
-            ),
+        let node = EchoNode::new(
             &mut server_sockets,
+            tcp,
+            leak(TcpStorage::<SLOTS, RX, TX, BACKLOG>::new()).buffers(),
+            UdpConfig::on_port(PORT),
+            leak(UdpStorage::<PACKETS, UDP>::new()).buffers(),
         )
         .expect("node fits");
         Self {
@@ -125,6 +137,7 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             node,
             client_iface,
             client_sockets,
+            step: Duration::from_millis(1),
         }
     }
 
@@ -187,16 +200,69 @@ impl<const SLOTS: usize, const BACKLOG: usize> World<SLOTS, BACKLOG> {
             if done(self) || (!actors.is_empty() && actors.iter().all(|a| a.finished())) {
                 return true;
             }
-            let tick = self.now + Duration::from_millis(1);
-            self.now = if moved || !self.link.is_idle() {
-                tick
-            } else {
-                match self.next_deadline(actors) {
-                    Some(at) if at > tick => at.min(end + Duration::from_millis(1)),
-                    Some(_) => tick,
-                    None => end + Duration::from_millis(1),
-                }
+            let deadline = self.next_deadline(actors);
+            self.now = self.advance(moved, deadline, end);
+        }
+        false
+    }
+
+    /// The next instant of the clock after a round: a step while anything moved or frames
+    /// are queued, else the next delayed frame's release or the next deadline.
+    fn advance(&self, moved: bool, deadline: Option<Instant>, end: Instant) -> Instant {
+        let tick = self.now + self.step;
+        let after_end = end + Duration::from_millis(1);
+        let release = self.link.next_release();
+        let queued_now = !self.link.is_idle() && release.is_none();
+        if moved || queued_now {
+            return tick;
+        }
+        let next = match (release, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match next {
+            Some(at) if at > tick => at.min(after_end),
+            Some(_) => tick,
+            None => after_end,
+        }
+    }
+
+    /// One round with a peer that talks on link end B itself (instead of the client
+    /// interface): server, then the peer. Returns whether anything moved.
+    pub fn step_wire(&mut self, peer: &mut dyn linux_peer::WirePeer) -> bool {
+        let now = self.now;
+        let mut moved = self.node.poll(
+            now,
+            &mut self.server_iface,
+            &mut self.link.end(Side::A),
+            &mut self.server_sockets,
+        );
+        moved |= peer.step(now, &mut self.link);
+        moved
+    }
+
+    /// Like [`run_until`](Self::run_until), with a wire peer on end B instead of the client
+    /// interface and its actors. Returns whether `done` held or the peer finished.
+    pub fn run_wire(
+        &mut self,
+        peer: &mut dyn linux_peer::WirePeer,
+        limit: Duration,
+        mut done: impl FnMut(&mut Self, &dyn linux_peer::WirePeer) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now <= end {
+            let moved = self.step_wire(peer);
+            if done(self, peer) || peer.finished() {
+                return true;
+            }
+            let server = self
+                .node
+                .poll_at(self.now, &mut self.server_iface, &self.server_sockets);
+            let deadline = match (server, peer.poll_at()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
             };
+            self.now = self.advance(moved, deadline, end);
         }
         false
     }
@@ -254,7 +320,7 @@ impl TcpRun {
 
     /// Finished: outcome known and the close handshake over.
     pub fn finished(&self) -> bool {
-        self.started && self.repeats == 0 && self.client.state() == TcpClientState::Idle
+        self.started && self.repeats == 0 && self.client.is_idle()
     }
 }
 
@@ -283,7 +349,7 @@ impl Actor for TcpRun {
             return true;
         }
         let progressed = self.client.service(now, sockets);
-        if self.client.state() == TcpClientState::Idle && progressed {
+        if self.client.is_idle() && progressed {
             if let Some(outcome) = self.client.outcome() {
                 self.outcomes.push(outcome);
             }

@@ -3,7 +3,9 @@
 //! wait and a process-group kill, starting `tap_server` and reading its counters, and small
 //! helpers for the inside of the namespace. [`raw`] writes raw Ethernet frames onto a TAP.
 //!
-//! Each suite includes it with `mod netns;`; not every suite uses every helper.
+//! Each suite includes it with `mod netns;`; not every suite uses every helper. `impair.rs`
+//! beside it (the impaired link's relay) is not part of it: `tests/tap_impaired.rs` and
+//! `benches/impair_relay.rs` include it by path.
 
 #![allow(dead_code)]
 
@@ -237,6 +239,59 @@ pub fn make_tap(name: &str, owner: Option<&str>) {
         "ip tuntap add dev {name} mode tap{user} && ip link set dev {name} up && \
          ip addr add 192.168.69.100/24 dev {name} && ip -6 addr add fdaa::100/64 dev {name} nodad"
     ));
+}
+
+/// Which TAP device the examples run on: the default (`tun-tap`) or `--offload` (virtio-net
+/// headers and the kernel's offloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dev {
+    TunTap,
+    Offload,
+}
+
+impl Dev {
+    /// The test's name for it (`case::tun_tap`, `case::offload`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dev::TunTap => "tun_tap",
+            Dev::Offload => "offload",
+        }
+    }
+
+    /// `args` plus the option that chooses this device.
+    pub fn with<'a>(self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        if self == Dev::Offload {
+            all.push("--offload");
+        }
+        all
+    }
+
+    /// The full name of `case` run on this device, as the test harness knows it.
+    pub fn case(self, case: &str) -> String {
+        format!("{case}::{}", self.name())
+    }
+}
+
+/// Run a case function on both devices: `on_both_devices!(case_fn, ...)` makes the tests
+/// `case_fn::tun_tap` and `case_fn::offload`, each calling `case_fn(Dev::...)`.
+#[macro_export]
+macro_rules! on_both_devices {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            use super::*;
+            #[test]
+            #[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+            fn tun_tap() {
+                super::$case(Dev::TunTap)
+            }
+            #[test]
+            #[ignore = "needs root and the example binaries; run by .ci/20-tap.sh"]
+            fn offload() {
+                super::$case(Dev::Offload)
+            }
+        }
+    )*};
 }
 
 /// A running `tap_server`.

@@ -2,10 +2,11 @@
 //! DHCPv4 client, all in statics.
 
 use core::mem::MaybeUninit;
-use smolecho::{EchoNode, Sockets, TcpConfig, TcpEchoServer, TcpEchoStorage, Timeouts};
+use smolecho::{EchoNode, Sockets, TcpConfig, TcpStorage};
 use smolecho::{TcpCounters, UdpCounters};
-use smolecho::{UdpConfig, UdpEchoMeta, UdpEchoPayloads, UdpEchoServer};
+use smolecho::{UdpBuffers, UdpConfig};
 use smoltcp::iface::{Config, Interface, SocketStorage};
+use smoltcp::socket::udp::PacketMetadata;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
 
@@ -37,15 +38,16 @@ pub const GATEWAY_V4: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 const SOCKETS: usize = SLOTS + 1 + cfg!(feature = "dhcp") as usize;
 
 // The big buffers are built at compile time (ConstStaticCell), never on the stack.
-static TCP_STORAGE: ConstStaticCell<TcpEchoStorage<SLOTS, TCP_RX, TCP_TX>> =
-    ConstStaticCell::new(TcpEchoStorage::new());
+static TCP_STORAGE: ConstStaticCell<TcpStorage<SLOTS, TCP_RX, TCP_TX>> =
+    ConstStaticCell::new(TcpStorage::new());
 // The UDP storage in two parts: smoltcp's empty packet metadata is not all zeroes (it holds
 // enum tags), so it lands in .data and costs its size in flash too, but it is small; the
-// payload buffers are zeroes and stay in .bss.
-static UDP_META: ConstStaticCell<UdpEchoMeta<UDP_PACKETS>> =
-    ConstStaticCell::new(UdpEchoMeta::new());
-static UDP_PAYLOADS: ConstStaticCell<UdpEchoPayloads<UDP_BYTES>> =
-    ConstStaticCell::new(UdpEchoPayloads::new());
+// payload buffers (receive, transmit, and one datagram being turned around) are zeroes and
+// stay in .bss.
+static UDP_META: ConstStaticCell<[PacketMetadata; 2 * UDP_PACKETS]> =
+    ConstStaticCell::new([PacketMetadata::EMPTY; 2 * UDP_PACKETS]);
+static UDP_PAYLOADS: ConstStaticCell<[u8; 3 * UDP_BYTES]> =
+    ConstStaticCell::new([0; 3 * UDP_BYTES]);
 // The socket storage is not all zeroes either, but each entry is only a tag: it is written
 // entry by entry at boot, in place (see `socket_storage`), and stays in .bss.
 static SOCKET_STORAGE: StaticCell<[MaybeUninit<SocketStorage<'static>>; SOCKETS]> =
@@ -68,7 +70,7 @@ pub struct Net {
     dev: &'static mut Eth,
     iface: &'static mut Interface,
     sockets: Sockets<'static>,
-    node: EchoNode<'static, SLOTS>,
+    node: EchoNode<'static>,
     #[cfg(feature = "dhcp")]
     dhcp: smoltcp::iface::SocketHandle,
 }
@@ -104,21 +106,18 @@ impl Net {
         #[cfg(feature = "dhcp")]
         let dhcp = sockets.add(smoltcp::socket::dhcpv4::Socket::new()).ok()?;
         let tcp = TcpConfig {
-            timeouts: Timeouts {
-                idle: Some(IDLE_TIMEOUT),
-                ..Timeouts::DEFAULT
-            },
+            idle_timeout: Some(IDLE_TIMEOUT),
             ..TcpConfig::on_port(PORT)
         };
-        let tcp = TcpEchoServer::new(tcp, TCP_STORAGE.try_take()?, &mut sockets).ok()?;
-        let udp = UdpEchoServer::from_parts(
-            UdpConfig::on_port(PORT),
-            UDP_META.try_take()?,
-            UDP_PAYLOADS.try_take()?,
+        let udp = UdpBuffers::new(UDP_META.try_take()?, UDP_PAYLOADS.try_take()?);
+        let node = EchoNode::new(
             &mut sockets,
+            tcp,
+            TCP_STORAGE.try_take()?.buffers(),
+            UdpConfig::on_port(PORT),
+            udp,
         )
         .ok()?;
-        let node = EchoNode::from_servers(tcp, udp);
         NET.try_init_with(|| Net {
             dev,
             iface,
