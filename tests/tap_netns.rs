@@ -498,7 +498,8 @@ fn pcap_capture_is_readable(dev: Dev) {
         Duration::from_secs(60),
         false,
         || {
-            let pcap = "/tmp/smolecho-netns-test.pcap";
+            // One file per device variant: the variants run at the same time.
+            let pcap = &format!("/tmp/smolecho-netns-test-{}.pcap", std::process::id());
             let _ = std::fs::remove_file(pcap);
             let server = Server::start(&dev.with(&["--pcap", pcap]));
             let echo = seed_tcp_client(SERVER_V4, SEED_MESSAGE.as_bytes()).expect("tcp echo");
@@ -784,11 +785,13 @@ fn corrupt_frames_are_dropped(dev: Dev) {
                 .map(|b| u8::from_str_radix(b, 16).expect("a MAC"))
                 .collect();
             let host_mac: [u8; 6] = host_mac.try_into().expect("6 bytes");
-            let capture = Background::start(
+            // One file per device variant: the variants run at the same time.
+            let seen_file = format!("/tmp/smolecho-corrupt-{}.txt", std::process::id());
+            let capture = Background::start(&format!(
                 "exec timeout 30 tcpdump -i tap0 -nn -l \
                  '(udp or tcp) and (src host 192.168.69.1 or src host fdaa::1)' \
-                 > /tmp/smolecho-corrupt.txt 2>/dev/null",
-            );
+                 > {seen_file} 2>/dev/null"
+            ));
             thread::sleep(Duration::from_millis(800));
             let mut link = RawLink::open("tap0").expect("AF_PACKET socket on tap0");
             // Source ports say what each frame is: 4xxx1 right, 4xxx2 wrong.
@@ -833,7 +836,7 @@ fn corrupt_frames_are_dropped(dev: Dev) {
             }
             thread::sleep(Duration::from_millis(1500));
             drop(capture);
-            let seen = std::fs::read_to_string("/tmp/smolecho-corrupt.txt").unwrap_or_default();
+            let seen = std::fs::read_to_string(&seen_file).unwrap_or_default();
             println!("the server sent:\n{seen}");
             for base in [40_000u16, 41_000] {
                 for right in [base + 1, base + 11] {
