@@ -7,10 +7,12 @@
 //!
 //! - **A free listener** takes the SYN.
 //! - **A SYN from a peer that already has a slot** (its retransmission, because our SYN-ACK
-//!   or its ACK was lost) is kept away from the listeners: smoltcp would open a second
-//!   connection for the same peer on another slot, and whichever of the two sees the peer's
-//!   next segment first answers the other connection's numbers with an RST. It also proves
-//!   that the half-open slot belongs to a real, answering host.
+//!   or its ACK was lost, or a copy a link duplicated) is kept away from the listeners:
+//!   smoltcp would open a second connection for the same peer on another slot, and whichever
+//!   of the two sees the peer's next segment first answers the other connection's numbers
+//!   with an RST. The slots are served after every SYN a listener takes, so that slot knows
+//!   its peer before the next frame. A retransmission also proves that the half-open slot
+//!   belongs to a real, answering host.
 //! - **No listener, Overflow::Defer**: the SYN is held, like a full Linux listen backlog, and
 //!   with a backlog a copy is kept and replayed, oldest first, as soon as a slot frees.
 //! - **No listener, a slot can be taken back** ([`Verdict::Take`]):
@@ -120,6 +122,10 @@ impl Default for HeldSyn {
 pub(crate) enum Verdict {
     /// Hand it to smoltcp.
     Pass,
+    /// Hand it to smoltcp: an initial SYN for a free listener. The slots must be served
+    /// before the next frame, so the slot it lands on knows its peer and a copy of the same
+    /// SYN (a duplicate, or a quick retransmission) is kept from a second listener.
+    Admit,
     /// Drop it silently (a held SYN: its client retransmits).
     Hold,
     /// Drop it for now: a slot must be taken back ([`Admission::victim`]) for the waiting
@@ -292,7 +298,7 @@ impl<'a> Admission<'a> {
         }
         if self.listeners > 0 {
             self.listeners = self.listeners.saturating_sub(1);
-            return Verdict::Pass;
+            return Verdict::Admit;
         }
         if self.victim(slots).is_some() {
             if self.backlog.is_empty() {
@@ -482,8 +488,8 @@ mod tests {
         let mut slots = [listening(), listening()];
         let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
         a.recount(ms(0), &slots);
-        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Pass);
-        assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Pass);
+        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Admit);
+        assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Admit);
         assert_eq!(judge(&mut a, &mut slots, 1002), Verdict::Hold);
         let other = frames::tcp(
             &Peer::client_v4(1003),
@@ -512,7 +518,7 @@ mod tests {
         assert_eq!(a.held(), 0, "not a client held back");
         assert_eq!(
             judge(&mut a, &mut slots, 1001),
-            Verdict::Pass,
+            Verdict::Admit,
             "the listener is still free"
         );
     }

@@ -269,8 +269,9 @@ impl<'a> EchoNode<'a> {
                 PollIngressSingleResult::SocketStateChanged => {
                     progressed = true;
                     // A slot that may free up must listen again before the next frame (which
-                    // may be a SYN); echo work waits for stage 3.
-                    if self.tcp.may_free() {
+                    // may be a SYN), and a slot a SYN just took must know its peer (a copy of
+                    // that SYN must not reach another listener); echo work waits for stage 3.
+                    if verdict == Verdict::Admit || self.tcp.may_free() {
                         self.serve(now, sockets);
                     }
                 }
