@@ -316,20 +316,28 @@ impl<'a> Admission<'a> {
     /// the oldest half-open slot with no sign of life, otherwise the longest idle holder.
     pub(crate) fn victim(&self, slots: &[TcpSlot]) -> Option<(usize, Reclaim)> {
         let now = self.now;
-        if self.under_pressure(now)
-            && let Some(i) = oldest(slots, |s| match s.conn().phase() {
-                Phase::HalfOpen { since } if !s.proven() => Some(since),
-                _ => None,
-            })
-        {
-            return Some((i, Reclaim::Recycle));
+        let pressure = self.under_pressure(now);
+        // One pass for both kinds (one loop in flash, not one per kind): the oldest
+        // half-open slot with no sign of life, and the longest idle holder.
+        let mut half_open: Option<(Instant, usize)> = None;
+        let mut idle: Option<(Instant, usize)> = None;
+        for (i, slot) in slots.iter().enumerate() {
+            let (best, since) = match slot.conn().phase() {
+                Phase::HalfOpen { since } if pressure && !slot.proven() => (&mut half_open, since),
+                _ => match slot.conn().idle_holder_since() {
+                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => (&mut idle, since),
+                    _ => continue,
+                },
+            };
+            if best.is_none_or(|(t, _)| since < t) {
+                *best = Some((since, i));
+            }
         }
-        oldest(slots, |s| {
-            s.conn()
-                .idle_holder_since()
-                .filter(|&since| elapsed(since, now) >= IDLE_HOLDER_AFTER)
-        })
-        .map(|i| (i, Reclaim::Evict))
+        match (half_open, idle) {
+            (Some((_, i)), _) => Some((i, Reclaim::Recycle)),
+            (None, Some((_, i))) => Some((i, Reclaim::Evict)),
+            (None, None) => None,
+        }
     }
 
     /// Whether a client waits in the backlog.
@@ -427,16 +435,6 @@ fn held_syn(source: IpEndpoint, now: Instant, frame: &[u8]) -> HeldSyn {
         last: now,
         frame: heapless::Vec::from_slice(frame).unwrap_or_default(),
     }
-}
-
-/// The slot with the earliest instant `key` gives, among those it gives one for.
-fn oldest(slots: &[TcpSlot], key: impl Fn(&TcpSlot) -> Option<Instant>) -> Option<usize> {
-    slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| key(s).map(|t| (t, i)))
-        .min()
-        .map(|(_, i)| i)
 }
 
 #[cfg(all(test, feature = "sim"))]
