@@ -11,7 +11,7 @@
 
 use managed::ManagedSlice;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{Socket, tcp};
+use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
@@ -335,7 +335,7 @@ impl<'a> TcpSlots<'a> {
         for slot in self.slots.iter_mut().filter(|s| s.nudge) {
             slot.nudge = false;
             if let Some(old) = slot.handle
-                && let Some(handle) = renew(sockets, old, |_| {})
+                && let Some(handle) = renew(sockets, old)
             {
                 slot.handle = Some(handle);
                 nudged |= handle != old;
@@ -511,16 +511,14 @@ fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpCon
     let Some(old) = slot.handle else {
         return false;
     };
-    let mut listening = false;
-    let renewed = renew(sockets, old, |socket| {
-        if let Socket::Tcp(socket) = socket {
-            // abort() then listen(): listen() resets the socket, so no RST is ever sent.
-            socket.abort();
-            listening = socket.listen(config.port).is_ok();
-            configure(socket, config);
-        }
+    // abort() then listen(): listen() resets the socket, so no RST is ever sent.
+    let listening = find_mut::<tcp::Socket>(sockets, old).is_some_and(|socket| {
+        socket.abort();
+        let listening = socket.listen(config.port).is_ok();
+        configure(socket, config);
+        listening
     });
-    let Some(handle) = renewed else {
+    let Some(handle) = renew(sockets, old) else {
         return false;
     };
     slot.handle = Some(handle);

@@ -11,7 +11,7 @@
 //! also clears smoltcp's silence) and counts a `tx_flushes`.
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{Socket, udp};
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 
 use crate::Error;
@@ -153,14 +153,12 @@ impl<'a> UdpEcho<'a> {
             }
         }
         self.stall = None;
-        let port = self.config.port;
-        let Some(handle) = renew(sockets, self.handle, |socket| {
-            if let Socket::Udp(socket) = socket {
-                socket.close();
-                // Bound to the same port a moment ago, so binding again cannot fail.
-                let _ = socket.bind(port);
-            }
-        }) else {
+        if let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) {
+            socket.close();
+            // Bound to the same port a moment ago, so binding again cannot fail.
+            let _ = socket.bind(self.config.port);
+        }
+        let Some(handle) = renew(sockets, self.handle) else {
             return false;
         };
         self.handle = handle;
