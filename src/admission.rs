@@ -362,17 +362,22 @@ impl<'a> Admission<'a> {
         if !self.taker.is_free() {
             return Some(core::mem::replace(&mut self.taker, HeldSyn::EMPTY));
         }
-        let entry = if newest {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .max_by_key(|h| h.first)
-        } else {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .min_by_key(|h| h.first)
-        }?;
+        // One loop for both ends of the queue; ties go to the later place for the newest and
+        // the earlier for the oldest.
+        let mut pick: Option<&mut HeldSyn> = None;
+        for held in self.backlog.iter_mut().filter(|h| !h.is_free()) {
+            let better = pick.as_ref().is_none_or(|p| {
+                if newest {
+                    held.first >= p.first
+                } else {
+                    held.first < p.first
+                }
+            });
+            if better {
+                pick = Some(held);
+            }
+        }
+        let entry = pick?;
         self.waiting = self.waiting.saturating_sub(1);
         Some(core::mem::replace(entry, HeldSyn::EMPTY))
     }
@@ -395,26 +400,27 @@ impl<'a> Admission<'a> {
         let Ok(copy) = heapless::Vec::from_slice(frame) else {
             return;
         };
-        if let Some(earlier) = self
-            .backlog
-            .iter_mut()
-            .find(|h| !h.is_free() && h.source == source)
-        {
-            earlier.frame = copy;
-            earlier.last = now;
-            return;
+        // One pass: the client's earlier copy, else the first free place, else the
+        // longest-waiting copy.
+        let mut free = None;
+        let mut oldest: Option<(Instant, usize)> = None;
+        for (i, held) in self.backlog.iter_mut().enumerate() {
+            if held.is_free() {
+                free = free.or(Some(i));
+            } else if held.source == source {
+                held.frame = copy;
+                held.last = now;
+                return;
+            } else if oldest.is_none_or(|(first, _)| held.first < first) {
+                oldest = Some((held.first, i));
+            }
         }
-        let place = match self.backlog.iter().position(HeldSyn::is_free) {
+        let place = match free {
             Some(free) => {
                 self.waiting = self.waiting.saturating_add(1);
                 Some(free)
             }
-            None => self
-                .backlog
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, h)| h.first)
-                .map(|(i, _)| i),
+            None => oldest.map(|(_, i)| i),
         };
         if let Some(entry) = place.and_then(|i| self.backlog.get_mut(i)) {
             *entry = HeldSyn {
