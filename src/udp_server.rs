@@ -69,17 +69,13 @@ impl<'a> UdpEcho<'a> {
         buffers: UdpBuffers<'a>,
         sockets: &mut Sockets<'a>,
     ) -> Result<Self, Error> {
-        if config.port == 0 {
-            return Err(Error::InvalidPort);
-        }
+        // `EchoNode::new` checked the port and the set's room; `bind` and `add` still fail as
+        // errors.
         let UdpBuffers { meta, payload } = buffers;
         let packets = meta.len() / 2;
         let bytes = payload.len() / 3;
         if packets == 0 || bytes == 0 {
             return Err(Error::BufferTooSmall);
-        }
-        if sockets.free() == 0 {
-            return Err(Error::SocketSetFull);
         }
         let split = meta
             .split_at_mut_checked(packets)
