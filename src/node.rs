@@ -166,15 +166,9 @@ impl<'a> EchoNode<'a> {
             return Some(Instant::ZERO);
         }
         let handshake = self.handshake_limit(now);
-        [
-            iface.poll_at(now, sockets),
-            self.tcp.poll_at(handshake),
-            self.udp.poll_at(),
-            self.admission.poll_at(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let services = earliest(self.udp.poll_at(), self.admission.poll_at());
+        let services = earliest(self.tcp.poll_at(handshake), services);
+        earliest(iface.poll_at(now, sockets), services)
     }
 
     /// How long the caller may sleep before [`poll`](Self::poll) (`None`: until a frame
@@ -346,5 +340,14 @@ impl<'a> EchoNode<'a> {
             }
         }
         progressed
+    }
+}
+
+/// The earlier of two deadlines (`None`: no deadline).
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, None) => a,
+        (None, b) => b,
     }
 }
