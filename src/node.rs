@@ -16,6 +16,7 @@ use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
 use crate::admission::{Admission, HeldSyn, Reclaim, Verdict};
+use crate::conn::earliest;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::device::{Gate, Replay};
 use crate::recovery::{self, DUP_ACKS};
@@ -340,14 +341,5 @@ impl<'a> EchoNode<'a> {
             }
         }
         progressed
-    }
-}
-
-/// The earlier of two deadlines (`None`: no deadline).
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, None) => a,
-        (None, b) => b,
     }
 }

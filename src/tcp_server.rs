@@ -17,7 +17,9 @@ use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 use crate::Error;
 use crate::admission::Reclaim;
-use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
+use crate::conn::{
+    Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts, earliest,
+};
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
 use crate::recovery::Recovery;
@@ -399,8 +401,7 @@ impl<'a> TcpSlots<'a> {
         let timeouts = self.config.timeouts(handshake);
         self.slots
             .iter()
-            .filter_map(|s| s.conn.deadline(&timeouts))
-            .min()
+            .fold(None, |at, s| earliest(at, s.conn.deadline(&timeouts)))
     }
 }
 
