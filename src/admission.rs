@@ -396,6 +396,9 @@ impl<'a> Admission<'a> {
     /// its place; when the backlog is full the longest-waiting copy makes room.
     fn keep(&mut self, source: IpEndpoint, frame: &[u8]) {
         let now = self.now;
+        if self.backlog.is_empty() {
+            return;
+        }
         // A SYN too large to keep is held without a copy: its client retransmits.
         let Ok(copy) = heapless::Vec::from_slice(frame) else {
             return;

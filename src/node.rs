@@ -276,6 +276,7 @@ impl<'a> EchoNode<'a> {
 
     /// Take slot `slot` back (an RST first for an idle holder) and give it to the newest
     /// waiting client.
+    #[cold]
     fn take_back<D: Device + ?Sized>(
         &mut self,
         now: Instant,
@@ -299,6 +300,7 @@ impl<'a> EchoNode<'a> {
     }
 
     /// Hand a waiting client's SYN to a free listener, unless the client got in meanwhile.
+    #[cold]
     fn hand_in<D: Device + ?Sized>(
         &mut self,
         now: Instant,
