@@ -238,7 +238,8 @@ impl<'a> Admission<'a> {
         if self.waiting > 0 {
             for entry in self.backlog.iter_mut() {
                 if !entry.is_free() && elapsed(entry.last, now) >= BACKLOG_MAX_AGE {
-                    *entry = HeldSyn::EMPTY;
+                    // Only the frame marks a place taken.
+                    entry.frame.clear();
                     self.waiting = self.waiting.saturating_sub(1);
                 }
             }
@@ -296,7 +297,14 @@ impl<'a> Admission<'a> {
         }
         if self.victim(slots).is_some() {
             if self.backlog.is_empty() {
-                self.taker = held_syn(source, self.now, frame);
+                // Filled in place (no temporary): an empty, free place when the frame is
+                // too large to keep.
+                let taker = &mut self.taker;
+                (taker.source, taker.first, taker.last) = (source, self.now, self.now);
+                taker.frame.clear();
+                if taker.frame.extend_from_slice(frame).is_err() {
+                    taker.frame.clear();
+                }
             } else {
                 self.keep(source, frame);
             }
@@ -433,16 +441,6 @@ impl<'a> Admission<'a> {
                 frame: copy,
             };
         }
-    }
-}
-
-/// A held SYN (an empty, free place when the frame is too large to keep).
-fn held_syn(source: IpEndpoint, now: Instant, frame: &[u8]) -> HeldSyn {
-    HeldSyn {
-        source,
-        first: now,
-        last: now,
-        frame: heapless::Vec::from_slice(frame).unwrap_or_default(),
     }
 }
 
