@@ -128,10 +128,10 @@ impl<'a> UdpEcho<'a> {
 
     /// Watch the transmit queue; discard it when it has sent nothing for [`UDP_STALL`].
     fn unstall(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
-        let Some(queued) = find_mut::<udp::Socket>(sockets, self.handle).map(|s| s.send_queue())
-        else {
+        let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) else {
             return false;
         };
+        let queued = socket.send_queue();
         if queued == 0 {
             self.stall = None;
             return false;
@@ -149,11 +149,9 @@ impl<'a> UdpEcho<'a> {
             }
         }
         self.stall = None;
-        if let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) {
-            socket.close();
-            // Bound to the same port a moment ago, so binding again cannot fail.
-            let _ = socket.bind(self.config.port);
-        }
+        socket.close();
+        // Bound to the same port a moment ago, so binding again cannot fail.
+        let _ = socket.bind(self.config.port);
         let Some(handle) = renew(sockets, self.handle) else {
             return false;
         };
