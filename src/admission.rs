@@ -244,7 +244,8 @@ impl<'a> Admission<'a> {
         if self.waiting > 0 {
             for entry in self.backlog.iter_mut() {
                 if !entry.is_free() && elapsed(entry.last, now) >= BACKLOG_MAX_AGE {
-                    *entry = HeldSyn::EMPTY;
+                    // Only the frame marks a place taken.
+                    entry.frame.clear();
                     self.waiting = self.waiting.saturating_sub(1);
                 }
             }
@@ -302,7 +303,14 @@ impl<'a> Admission<'a> {
         }
         if self.victim(slots).is_some() {
             if self.backlog.is_empty() {
-                self.taker = held_syn(source, self.now, frame);
+                // Filled in place (no temporary): an empty, free place when the frame is
+                // too large to keep.
+                let taker = &mut self.taker;
+                (taker.source, taker.first, taker.last) = (source, self.now, self.now);
+                taker.frame.clear();
+                if taker.frame.extend_from_slice(frame).is_err() {
+                    taker.frame.clear();
+                }
             } else {
                 self.keep(source, frame);
             }
@@ -322,20 +330,28 @@ impl<'a> Admission<'a> {
     /// the oldest half-open slot with no sign of life, otherwise the longest idle holder.
     pub(crate) fn victim(&self, slots: &[TcpSlot]) -> Option<(usize, Reclaim)> {
         let now = self.now;
-        if self.under_pressure(now)
-            && let Some(i) = oldest(slots, |s| match s.conn().phase() {
-                Phase::HalfOpen { since } if !s.proven() => Some(since),
-                _ => None,
-            })
-        {
-            return Some((i, Reclaim::Recycle));
+        let pressure = self.under_pressure(now);
+        // One pass for both kinds (one loop in flash, not one per kind): the oldest
+        // half-open slot with no sign of life, and the longest idle holder.
+        let mut half_open: Option<(Instant, usize)> = None;
+        let mut idle: Option<(Instant, usize)> = None;
+        for (i, slot) in slots.iter().enumerate() {
+            let (best, since) = match slot.conn().phase() {
+                Phase::HalfOpen { since } if pressure && !slot.proven() => (&mut half_open, since),
+                _ => match slot.conn().idle_holder_since() {
+                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => (&mut idle, since),
+                    _ => continue,
+                },
+            };
+            if best.is_none_or(|(t, _)| since < t) {
+                *best = Some((since, i));
+            }
         }
-        oldest(slots, |s| {
-            s.conn()
-                .idle_holder_since()
-                .filter(|&since| elapsed(since, now) >= IDLE_HOLDER_AFTER)
-        })
-        .map(|i| (i, Reclaim::Evict))
+        match (half_open, idle) {
+            (Some((_, i)), _) => Some((i, Reclaim::Recycle)),
+            (None, Some((_, i))) => Some((i, Reclaim::Evict)),
+            (None, None) => None,
+        }
     }
 
     /// Whether a client waits in the backlog.
@@ -360,17 +376,22 @@ impl<'a> Admission<'a> {
         if !self.taker.is_free() {
             return Some(core::mem::replace(&mut self.taker, HeldSyn::EMPTY));
         }
-        let entry = if newest {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .max_by_key(|h| h.first)
-        } else {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .min_by_key(|h| h.first)
-        }?;
+        // One loop for both ends of the queue; ties go to the later place for the newest and
+        // the earlier for the oldest.
+        let mut pick: Option<&mut HeldSyn> = None;
+        for held in self.backlog.iter_mut().filter(|h| !h.is_free()) {
+            let better = pick.as_ref().is_none_or(|p| {
+                if newest {
+                    held.first >= p.first
+                } else {
+                    held.first < p.first
+                }
+            });
+            if better {
+                pick = Some(held);
+            }
+        }
+        let entry = pick?;
         self.waiting = self.waiting.saturating_sub(1);
         Some(core::mem::replace(entry, HeldSyn::EMPTY))
     }
@@ -389,30 +410,34 @@ impl<'a> Admission<'a> {
     /// its place; when the backlog is full the longest-waiting copy makes room.
     fn keep(&mut self, source: IpEndpoint, frame: &[u8]) {
         let now = self.now;
+        if self.backlog.is_empty() {
+            return;
+        }
         // A SYN too large to keep is held without a copy: its client retransmits.
         let Ok(copy) = heapless::Vec::from_slice(frame) else {
             return;
         };
-        if let Some(earlier) = self
-            .backlog
-            .iter_mut()
-            .find(|h| !h.is_free() && h.source == source)
-        {
-            earlier.frame = copy;
-            earlier.last = now;
-            return;
+        // One pass: the client's earlier copy, else the first free place, else the
+        // longest-waiting copy.
+        let mut free = None;
+        let mut oldest: Option<(Instant, usize)> = None;
+        for (i, held) in self.backlog.iter_mut().enumerate() {
+            if held.is_free() {
+                free = free.or(Some(i));
+            } else if held.source == source {
+                held.frame = copy;
+                held.last = now;
+                return;
+            } else if oldest.is_none_or(|(first, _)| held.first < first) {
+                oldest = Some((held.first, i));
+            }
         }
-        let place = match self.backlog.iter().position(HeldSyn::is_free) {
+        let place = match free {
             Some(free) => {
                 self.waiting = self.waiting.saturating_add(1);
                 Some(free)
             }
-            None => self
-                .backlog
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, h)| h.first)
-                .map(|(i, _)| i),
+            None => oldest.map(|(_, i)| i),
         };
         if let Some(entry) = place.and_then(|i| self.backlog.get_mut(i)) {
             *entry = HeldSyn {
@@ -423,26 +448,6 @@ impl<'a> Admission<'a> {
             };
         }
     }
-}
-
-/// A held SYN (an empty, free place when the frame is too large to keep).
-fn held_syn(source: IpEndpoint, now: Instant, frame: &[u8]) -> HeldSyn {
-    HeldSyn {
-        source,
-        first: now,
-        last: now,
-        frame: heapless::Vec::from_slice(frame).unwrap_or_default(),
-    }
-}
-
-/// The slot with the earliest instant `key` gives, among those it gives one for.
-fn oldest(slots: &[TcpSlot], key: impl Fn(&TcpSlot) -> Option<Instant>) -> Option<usize> {
-    slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| key(s).map(|t| (t, i)))
-        .min()
-        .map(|(_, i)| i)
 }
 
 #[cfg(all(test, feature = "sim"))]
