@@ -16,8 +16,8 @@
 //! - **No listener, Overflow::Defer**: the SYN is held, like a full Linux listen backlog, and
 //!   with a backlog a copy is kept and replayed, oldest first, as soon as a slot frees.
 //! - **No listener, a slot can be taken back** ([`Verdict::Take`]):
-//!   - *SYN flood.* At least half of the slots are half-open, none free, and the oldest of
-//!     them has waited [`SYN_PRESSURE_AFTER`]: the oldest half-open slot whose peer never
+//!   - *SYN flood.* None free and at least half of the slots half-open, each for
+//!     [`SYN_PRESSURE_AFTER`] already: the oldest half-open slot whose peer never
 //!     showed a sign of life is recycled, without an RST. A lossy link does not look like
 //!     this: a lost SYN-ACK or ACK leaves one handshake waiting for a retransmission, not
 //!     half of the pool, and its client's SYN retransmission proves it real.
@@ -214,7 +214,7 @@ impl<'a> Admission<'a> {
         let mut listeners = 0usize;
         let mut free = 0usize;
         let mut unproven = 0usize;
-        let mut oldest: Option<Instant> = None;
+        let mut stale = 0usize;
         for slot in slots {
             match slot.conn().phase() {
                 Phase::Listening => {
@@ -224,18 +224,28 @@ impl<'a> Admission<'a> {
                 Phase::Unbound => free = free.saturating_add(1),
                 Phase::HalfOpen { since } if !slot.proven() => {
                     unproven = unproven.saturating_add(1);
-                    oldest = Some(oldest.map_or(since, |o: Instant| o.min(since)));
+                    if elapsed(since, now) >= SYN_PRESSURE_AFTER {
+                        stale = stale.saturating_add(1);
+                    }
                 }
                 _ => {}
             }
         }
         self.listeners = listeners;
         self.no_victim = false;
-        let flood_shape = free == 0 && unproven > 0 && unproven.saturating_mul(2) >= slots.len();
-        if flood_shape
-            && (self.under_pressure(now)
-                || oldest.is_some_and(|o| elapsed(o, now) >= SYN_PRESSURE_AFTER))
-        {
+        // A flood starts when half of the pool has waited SYN_PRESSURE_AFTER for peers that
+        // never answered; handshakes just begun do not count (a listen backlog replays many
+        // SYNs at once, and on a lossy link one of them may be slow). Once on, the defence
+        // lasts while half of the pool is half-open and unanswered, however young: recycled
+        // slots refill with fresh spoofed SYNs.
+        let half = |n: usize| n > 0 && n.saturating_mul(2) >= slots.len();
+        let flood_shape = free == 0
+            && if self.under_pressure(now) {
+                half(unproven)
+            } else {
+                half(stale)
+            };
+        if flood_shape {
             self.pressure_until = Some(later(now, SYN_PRESSURE_HOLD));
         }
         if self.pressure_until.is_some_and(|until| now >= until) {
@@ -582,6 +592,24 @@ mod tests {
         }
         assert!(!a.under_pressure(ms(2000)));
         assert_eq!(a.victim(&slots), None);
+    }
+
+    #[test]
+    fn handshakes_just_begun_do_not_make_a_flood() {
+        // One slow handshake (a lost SYN-ACK) and one the backlog just replayed: half the pool
+        // is half-open, but only one slot has waited for a peer that does not answer.
+        let slots = [
+            half_open(ms(0), 1),
+            half_open(ms(299), 2),
+            echoing(ms(0), true, 3),
+            echoing(ms(0), true, 4),
+        ];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(300), &slots);
+        assert!(!a.under_pressure(ms(300)));
+        // Both stale: a flood's shape.
+        a.recount(ms(600), &slots);
+        assert!(a.under_pressure(ms(600)));
     }
 
     #[test]
