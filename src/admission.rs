@@ -7,15 +7,17 @@
 //!
 //! - **A free listener** takes the SYN.
 //! - **A SYN from a peer that already has a slot** (its retransmission, because our SYN-ACK
-//!   or its ACK was lost) is kept away from the listeners: smoltcp would open a second
-//!   connection for the same peer on another slot, and whichever of the two sees the peer's
-//!   next segment first answers the other connection's numbers with an RST. It also proves
-//!   that the half-open slot belongs to a real, answering host.
+//!   or its ACK was lost, or a copy a link duplicated) is kept away from the listeners:
+//!   smoltcp would open a second connection for the same peer on another slot, and whichever
+//!   of the two sees the peer's next segment first answers the other connection's numbers
+//!   with an RST. The slots are served after every SYN a listener takes, so that slot knows
+//!   its peer before the next frame. A retransmission also proves that the half-open slot
+//!   belongs to a real, answering host.
 //! - **No listener, Overflow::Defer**: the SYN is held, like a full Linux listen backlog, and
 //!   with a backlog a copy is kept and replayed, oldest first, as soon as a slot frees.
 //! - **No listener, a slot can be taken back** ([`Verdict::Take`]):
-//!   - *SYN flood.* At least half of the slots are half-open, none free, and the oldest of
-//!     them has waited [`SYN_PRESSURE_AFTER`]: the oldest half-open slot whose peer never
+//!   - *SYN flood.* None free and at least half of the slots half-open, each for
+//!     [`SYN_PRESSURE_AFTER`] already: the oldest half-open slot whose peer never
 //!     showed a sign of life is recycled, without an RST. A lossy link does not look like
 //!     this: a lost SYN-ACK or ACK leaves one handshake waiting for a retransmission, not
 //!     half of the pool, and its client's SYN retransmission proves it real.
@@ -120,6 +122,10 @@ impl Default for HeldSyn {
 pub(crate) enum Verdict {
     /// Hand it to smoltcp.
     Pass,
+    /// Hand it to smoltcp: an initial SYN for a free listener. The slots must be served
+    /// before the next frame, so the slot it lands on knows its peer and a copy of the same
+    /// SYN (a duplicate, or a quick retransmission) is kept from a second listener.
+    Admit,
     /// Drop it silently (a held SYN: its client retransmits).
     Hold,
     /// Drop it for now: a slot must be taken back ([`Admission::victim`]) for the waiting
@@ -208,7 +214,7 @@ impl<'a> Admission<'a> {
         let mut listeners = 0usize;
         let mut free = 0usize;
         let mut unproven = 0usize;
-        let mut oldest: Option<Instant> = None;
+        let mut stale = 0usize;
         for slot in slots {
             match slot.conn().phase() {
                 Phase::Listening => {
@@ -218,18 +224,28 @@ impl<'a> Admission<'a> {
                 Phase::Unbound => free = free.saturating_add(1),
                 Phase::HalfOpen { since } if !slot.proven() => {
                     unproven = unproven.saturating_add(1);
-                    oldest = Some(oldest.map_or(since, |o: Instant| o.min(since)));
+                    if elapsed(since, now) >= SYN_PRESSURE_AFTER {
+                        stale = stale.saturating_add(1);
+                    }
                 }
                 _ => {}
             }
         }
         self.listeners = listeners;
         self.no_victim = false;
-        let flood_shape = free == 0 && unproven > 0 && unproven.saturating_mul(2) >= slots.len();
-        if flood_shape
-            && (self.under_pressure(now)
-                || oldest.is_some_and(|o| elapsed(o, now) >= SYN_PRESSURE_AFTER))
-        {
+        // A flood starts when half of the pool has waited SYN_PRESSURE_AFTER for peers that
+        // never answered; handshakes just begun do not count (a listen backlog replays many
+        // SYNs at once, and on a lossy link one of them may be slow). Once on, the defence
+        // lasts while half of the pool is half-open and unanswered, however young: recycled
+        // slots refill with fresh spoofed SYNs.
+        let half = |n: usize| n > 0 && n.saturating_mul(2) >= slots.len();
+        let flood_shape = free == 0
+            && if self.under_pressure(now) {
+                half(unproven)
+            } else {
+                half(stale)
+            };
+        if flood_shape {
             self.pressure_until = Some(later(now, SYN_PRESSURE_HOLD));
         }
         if self.pressure_until.is_some_and(|until| now >= until) {
@@ -238,7 +254,8 @@ impl<'a> Admission<'a> {
         if self.waiting > 0 {
             for entry in self.backlog.iter_mut() {
                 if !entry.is_free() && elapsed(entry.last, now) >= BACKLOG_MAX_AGE {
-                    *entry = HeldSyn::EMPTY;
+                    // Only the frame marks a place taken.
+                    entry.frame.clear();
                     self.waiting = self.waiting.saturating_sub(1);
                 }
             }
@@ -292,11 +309,18 @@ impl<'a> Admission<'a> {
         }
         if self.listeners > 0 {
             self.listeners = self.listeners.saturating_sub(1);
-            return Verdict::Pass;
+            return Verdict::Admit;
         }
         if self.victim(slots).is_some() {
             if self.backlog.is_empty() {
-                self.taker = held_syn(source, self.now, frame);
+                // Filled in place (no temporary): an empty, free place when the frame is
+                // too large to keep.
+                let taker = &mut self.taker;
+                (taker.source, taker.first, taker.last) = (source, self.now, self.now);
+                taker.frame.clear();
+                if taker.frame.extend_from_slice(frame).is_err() {
+                    taker.frame.clear();
+                }
             } else {
                 self.keep(source, frame);
             }
@@ -316,20 +340,28 @@ impl<'a> Admission<'a> {
     /// the oldest half-open slot with no sign of life, otherwise the longest idle holder.
     pub(crate) fn victim(&self, slots: &[TcpSlot]) -> Option<(usize, Reclaim)> {
         let now = self.now;
-        if self.under_pressure(now)
-            && let Some(i) = oldest(slots, |s| match s.conn().phase() {
-                Phase::HalfOpen { since } if !s.proven() => Some(since),
-                _ => None,
-            })
-        {
-            return Some((i, Reclaim::Recycle));
+        let pressure = self.under_pressure(now);
+        // One pass for both kinds (one loop in flash, not one per kind): the oldest
+        // half-open slot with no sign of life, and the longest idle holder.
+        let mut half_open: Option<(Instant, usize)> = None;
+        let mut idle: Option<(Instant, usize)> = None;
+        for (i, slot) in slots.iter().enumerate() {
+            let (best, since) = match slot.conn().phase() {
+                Phase::HalfOpen { since } if pressure && !slot.proven() => (&mut half_open, since),
+                _ => match slot.conn().idle_holder_since() {
+                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => (&mut idle, since),
+                    _ => continue,
+                },
+            };
+            if best.is_none_or(|(t, _)| since < t) {
+                *best = Some((since, i));
+            }
         }
-        oldest(slots, |s| {
-            s.conn()
-                .idle_holder_since()
-                .filter(|&since| elapsed(since, now) >= IDLE_HOLDER_AFTER)
-        })
-        .map(|i| (i, Reclaim::Evict))
+        match (half_open, idle) {
+            (Some((_, i)), _) => Some((i, Reclaim::Recycle)),
+            (None, Some((_, i))) => Some((i, Reclaim::Evict)),
+            (None, None) => None,
+        }
     }
 
     /// Whether a client waits in the backlog.
@@ -354,17 +386,22 @@ impl<'a> Admission<'a> {
         if !self.taker.is_free() {
             return Some(core::mem::replace(&mut self.taker, HeldSyn::EMPTY));
         }
-        let entry = if newest {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .max_by_key(|h| h.first)
-        } else {
-            self.backlog
-                .iter_mut()
-                .filter(|h| !h.is_free())
-                .min_by_key(|h| h.first)
-        }?;
+        // One loop for both ends of the queue; ties go to the later place for the newest and
+        // the earlier for the oldest.
+        let mut pick: Option<&mut HeldSyn> = None;
+        for held in self.backlog.iter_mut().filter(|h| !h.is_free()) {
+            let better = pick.as_ref().is_none_or(|p| {
+                if newest {
+                    held.first >= p.first
+                } else {
+                    held.first < p.first
+                }
+            });
+            if better {
+                pick = Some(held);
+            }
+        }
+        let entry = pick?;
         self.waiting = self.waiting.saturating_sub(1);
         Some(core::mem::replace(entry, HeldSyn::EMPTY))
     }
@@ -383,30 +420,34 @@ impl<'a> Admission<'a> {
     /// its place; when the backlog is full the longest-waiting copy makes room.
     fn keep(&mut self, source: IpEndpoint, frame: &[u8]) {
         let now = self.now;
+        if self.backlog.is_empty() {
+            return;
+        }
         // A SYN too large to keep is held without a copy: its client retransmits.
         let Ok(copy) = heapless::Vec::from_slice(frame) else {
             return;
         };
-        if let Some(earlier) = self
-            .backlog
-            .iter_mut()
-            .find(|h| !h.is_free() && h.source == source)
-        {
-            earlier.frame = copy;
-            earlier.last = now;
-            return;
+        // One pass: the client's earlier copy, else the first free place, else the
+        // longest-waiting copy.
+        let mut free = None;
+        let mut oldest: Option<(Instant, usize)> = None;
+        for (i, held) in self.backlog.iter_mut().enumerate() {
+            if held.is_free() {
+                free = free.or(Some(i));
+            } else if held.source == source {
+                held.frame = copy;
+                held.last = now;
+                return;
+            } else if oldest.is_none_or(|(first, _)| held.first < first) {
+                oldest = Some((held.first, i));
+            }
         }
-        let place = match self.backlog.iter().position(HeldSyn::is_free) {
+        let place = match free {
             Some(free) => {
                 self.waiting = self.waiting.saturating_add(1);
                 Some(free)
             }
-            None => self
-                .backlog
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, h)| h.first)
-                .map(|(i, _)| i),
+            None => oldest.map(|(_, i)| i),
         };
         if let Some(entry) = place.and_then(|i| self.backlog.get_mut(i)) {
             *entry = HeldSyn {
@@ -417,26 +458,6 @@ impl<'a> Admission<'a> {
             };
         }
     }
-}
-
-/// A held SYN (an empty, free place when the frame is too large to keep).
-fn held_syn(source: IpEndpoint, now: Instant, frame: &[u8]) -> HeldSyn {
-    HeldSyn {
-        source,
-        first: now,
-        last: now,
-        frame: heapless::Vec::from_slice(frame).unwrap_or_default(),
-    }
-}
-
-/// The slot with the earliest instant `key` gives, among those it gives one for.
-fn oldest(slots: &[TcpSlot], key: impl Fn(&TcpSlot) -> Option<Instant>) -> Option<usize> {
-    slots
-        .iter()
-        .enumerate()
-        .filter_map(|(i, s)| key(s).map(|t| (t, i)))
-        .min()
-        .map(|(_, i)| i)
 }
 
 #[cfg(all(test, feature = "sim"))]
@@ -482,8 +503,8 @@ mod tests {
         let mut slots = [listening(), listening()];
         let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
         a.recount(ms(0), &slots);
-        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Pass);
-        assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Pass);
+        assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Admit);
+        assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Admit);
         assert_eq!(judge(&mut a, &mut slots, 1002), Verdict::Hold);
         let other = frames::tcp(
             &Peer::client_v4(1003),
@@ -512,7 +533,7 @@ mod tests {
         assert_eq!(a.held(), 0, "not a client held back");
         assert_eq!(
             judge(&mut a, &mut slots, 1001),
-            Verdict::Pass,
+            Verdict::Admit,
             "the listener is still free"
         );
     }
@@ -571,6 +592,24 @@ mod tests {
         }
         assert!(!a.under_pressure(ms(2000)));
         assert_eq!(a.victim(&slots), None);
+    }
+
+    #[test]
+    fn handshakes_just_begun_do_not_make_a_flood() {
+        // One slow handshake (a lost SYN-ACK) and one the backlog just replayed: half the pool
+        // is half-open, but only one slot has waited for a peer that does not answer.
+        let slots = [
+            half_open(ms(0), 1),
+            half_open(ms(299), 2),
+            echoing(ms(0), true, 3),
+            echoing(ms(0), true, 4),
+        ];
+        let mut a = Admission::new(PORT, true, ManagedSlice::Borrowed(&mut []));
+        a.recount(ms(300), &slots);
+        assert!(!a.under_pressure(ms(300)));
+        // Both stale: a flood's shape.
+        a.recount(ms(600), &slots);
+        assert!(a.under_pressure(ms(600)));
     }
 
     #[test]

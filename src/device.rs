@@ -126,7 +126,7 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
                 (Verdict::Pass, Some(tcp)) if cfg!(feature = "recovery") && recovery => {
                     pass(&tcp, frame, admission, slots, dup_ack, f)
                 }
-                (Verdict::Pass, _) => f(frame),
+                (Verdict::Pass | Verdict::Admit, _) => f(frame),
                 (Verdict::Hold | Verdict::Take, _) => f(&[]),
             }
         })

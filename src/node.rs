@@ -16,6 +16,7 @@ use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
 use crate::admission::{Admission, HeldSyn, Reclaim, Verdict};
+use crate::conn::earliest;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::device::{Gate, Replay};
 use crate::recovery::{self, DUP_ACKS};
@@ -166,15 +167,9 @@ impl<'a> EchoNode<'a> {
             return Some(Instant::ZERO);
         }
         let handshake = self.handshake_limit(now);
-        [
-            iface.poll_at(now, sockets),
-            self.tcp.poll_at(handshake),
-            self.udp.poll_at(),
-            self.admission.poll_at(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        let services = earliest(self.udp.poll_at(), self.admission.poll_at());
+        let services = earliest(self.tcp.poll_at(handshake), services);
+        earliest(iface.poll_at(now, sockets), services)
     }
 
     /// How long the caller may sleep before [`poll`](Self::poll) (`None`: until a frame
@@ -269,8 +264,9 @@ impl<'a> EchoNode<'a> {
                 PollIngressSingleResult::SocketStateChanged => {
                     progressed = true;
                     // A slot that may free up must listen again before the next frame (which
-                    // may be a SYN); echo work waits for stage 3.
-                    if self.tcp.may_free() {
+                    // may be a SYN), and a slot a SYN just took must know its peer (a copy of
+                    // that SYN must not reach another listener); echo work waits for stage 3.
+                    if verdict == Verdict::Admit || self.tcp.may_free() {
                         self.serve(now, sockets);
                     }
                 }
@@ -281,6 +277,7 @@ impl<'a> EchoNode<'a> {
 
     /// Take slot `slot` back (an RST first for an idle holder) and give it to the newest
     /// waiting client.
+    #[cold]
     fn take_back<D: Device + ?Sized>(
         &mut self,
         now: Instant,
@@ -304,6 +301,7 @@ impl<'a> EchoNode<'a> {
     }
 
     /// Hand a waiting client's SYN to a free listener, unless the client got in meanwhile.
+    #[cold]
     fn hand_in<D: Device + ?Sized>(
         &mut self,
         now: Instant,

@@ -22,7 +22,7 @@
 //!   `Unaddressable`): the UDP server flushes a stalled queue through [`renew`].
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{AnySocket, Socket};
+use smoltcp::socket::AnySocket;
 
 /// The socket of type `T` behind `handle`, without `SocketSet::get_mut`'s panic.
 pub(crate) fn find_mut<'s, 'a, T: AnySocket<'a>>(
@@ -59,21 +59,17 @@ pub(crate) fn pair_by_handle<'a, I, T: AnySocket<'a>>(
     }
 }
 
-/// Move the socket behind `handle` into a fresh set entry after `reset` prepared it; returns
-/// its new handle (`None`, with the set unchanged, when `handle` is not in the set).
+/// Move the socket behind `handle` into a fresh set entry (callers reset it first, in place);
+/// returns its new handle (`None`, with the set unchanged, when `handle` is not in the set).
 ///
 /// smoltcp's `add` takes the first free entry, which is the one just vacated unless the
 /// caller left an earlier one free: the handle then changes, and callers that keep handles
-/// sorted must sort again.
-pub(crate) fn renew<'a>(
-    set: &mut SocketSet<'a>,
-    handle: SocketHandle,
-    reset: impl FnOnce(&mut Socket<'a>),
-) -> Option<SocketHandle> {
+/// sorted must sort again. Not inlined: one copy serves every caller.
+#[inline(never)]
+pub(crate) fn renew(set: &mut SocketSet<'_>, handle: SocketHandle) -> Option<SocketHandle> {
     // Checked first, so `remove` cannot panic.
     set.iter().find(|(h, _)| *h == handle)?;
-    let mut socket = set.remove(handle);
-    reset(&mut socket);
+    let socket = set.remove(handle);
     // The entry just freed is there for it: `add` cannot find the set full.
     Some(set.add(socket))
 }

@@ -11,13 +11,15 @@
 
 use managed::ManagedSlice;
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{Socket, tcp};
+use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
 use crate::Error;
 use crate::admission::Reclaim;
-use crate::conn::{Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts};
+use crate::conn::{
+    Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts, earliest,
+};
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
 use crate::recovery::Recovery;
@@ -218,20 +220,14 @@ impl<'a> TcpSlots<'a> {
         tx: &'a mut [u8],
         sockets: &mut Sockets<'a>,
     ) -> Result<Self, Error> {
+        // `EchoNode::new` checked the port, the slot count and the set's room before anything
+        // was added; what fails here still fails as an error (port 0 in `listen`, a full set
+        // in `add`), and no slots means no share.
         let n = slots.len();
-        if config.port == 0 {
-            return Err(Error::InvalidPort);
-        }
-        if n == 0 {
-            return Err(Error::NoSlots);
-        }
         let rx_share = rx.len().checked_div(n).unwrap_or(0);
         let tx_share = tx.len().checked_div(n).unwrap_or(0);
         if rx_share == 0 || tx_share == 0 {
             return Err(Error::BufferTooSmall);
-        }
-        if sockets.free() < n {
-            return Err(Error::SocketSetFull);
         }
         let buffers = rx.chunks_mut(rx_share).zip(tx.chunks_mut(tx_share));
         for (slot, (rx, tx)) in slots.iter_mut().zip(buffers) {
@@ -335,7 +331,7 @@ impl<'a> TcpSlots<'a> {
         for slot in self.slots.iter_mut().filter(|s| s.nudge) {
             slot.nudge = false;
             if let Some(old) = slot.handle
-                && let Some(handle) = renew(sockets, old, |_| {})
+                && let Some(handle) = renew(sockets, old)
             {
                 slot.handle = Some(handle);
                 nudged |= handle != old;
@@ -405,8 +401,7 @@ impl<'a> TcpSlots<'a> {
         let timeouts = self.config.timeouts(handshake);
         self.slots
             .iter()
-            .filter_map(|s| s.conn.deadline(&timeouts))
-            .min()
+            .fold(None, |at, s| earliest(at, s.conn.deadline(&timeouts)))
     }
 }
 
@@ -511,16 +506,14 @@ fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpCon
     let Some(old) = slot.handle else {
         return false;
     };
-    let mut listening = false;
-    let renewed = renew(sockets, old, |socket| {
-        if let Socket::Tcp(socket) = socket {
-            // abort() then listen(): listen() resets the socket, so no RST is ever sent.
-            socket.abort();
-            listening = socket.listen(config.port).is_ok();
-            configure(socket, config);
-        }
+    // abort() then listen(): listen() resets the socket, so no RST is ever sent.
+    let listening = find_mut::<tcp::Socket>(sockets, old).is_some_and(|socket| {
+        socket.abort();
+        let listening = socket.listen(config.port).is_ok();
+        configure(socket, config);
+        listening
     });
-    let Some(handle) = renewed else {
+    let Some(handle) = renew(sockets, old) else {
         return false;
     };
     slot.handle = Some(handle);

@@ -11,7 +11,7 @@
 //! also clears smoltcp's silence) and counts a `tx_flushes`.
 
 use smoltcp::iface::{SocketHandle, SocketSet};
-use smoltcp::socket::{Socket, udp};
+use smoltcp::socket::udp;
 use smoltcp::time::{Duration, Instant};
 
 use crate::Error;
@@ -69,17 +69,13 @@ impl<'a> UdpEcho<'a> {
         buffers: UdpBuffers<'a>,
         sockets: &mut Sockets<'a>,
     ) -> Result<Self, Error> {
-        if config.port == 0 {
-            return Err(Error::InvalidPort);
-        }
+        // `EchoNode::new` checked the port and the set's room; `bind` and `add` still fail as
+        // errors.
         let UdpBuffers { meta, payload } = buffers;
         let packets = meta.len() / 2;
         let bytes = payload.len() / 3;
         if packets == 0 || bytes == 0 {
             return Err(Error::BufferTooSmall);
-        }
-        if sockets.free() == 0 {
-            return Err(Error::SocketSetFull);
         }
         let split = meta
             .split_at_mut_checked(packets)
@@ -132,10 +128,10 @@ impl<'a> UdpEcho<'a> {
 
     /// Watch the transmit queue; discard it when it has sent nothing for [`UDP_STALL`].
     fn unstall(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
-        let Some(queued) = find_mut::<udp::Socket>(sockets, self.handle).map(|s| s.send_queue())
-        else {
+        let Some(socket) = find_mut::<udp::Socket>(sockets, self.handle) else {
             return false;
         };
+        let queued = socket.send_queue();
         if queued == 0 {
             self.stall = None;
             return false;
@@ -153,14 +149,10 @@ impl<'a> UdpEcho<'a> {
             }
         }
         self.stall = None;
-        let port = self.config.port;
-        let Some(handle) = renew(sockets, self.handle, |socket| {
-            if let Socket::Udp(socket) = socket {
-                socket.close();
-                // Bound to the same port a moment ago, so binding again cannot fail.
-                let _ = socket.bind(port);
-            }
-        }) else {
+        socket.close();
+        // Bound to the same port a moment ago, so binding again cannot fail.
+        let _ = socket.bind(self.config.port);
+        let Some(handle) = renew(sockets, self.handle) else {
             return false;
         };
         self.handle = handle;
