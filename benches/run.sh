@@ -9,7 +9,8 @@
 #
 # Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (65536, the baseline's
 # recv size: its strongest form), BENCH_OFFLOAD (1: also measure `tap_server --offload` on a
-# second TAP in the same run; 0: skip it), BENCH_SERVER_ARGS (extra tap_server options, default none), CARGO_TARGET_DIR,
+# second TAP in the same run; 0: skip it), BENCH_SERVER_ARGS (extra options for both tap_servers, default none),
+# BENCH_OFFLOAD_ARGS (extra options for `tap_server --offload` only, e.g. --buffer-size 1M), CARGO_TARGET_DIR,
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_FAMILY (4, or 6 for IPv6), BENCH_PIN (0, split or same: CPU
 # placement, see below), BENCH_ONLY (a subset of: bulk tcp-rtt
 # udp-rtt churn many idle), BENCH_SERVER_BIN (another tap_server build, for experiments).
@@ -160,7 +161,7 @@ if [ "$offload" = 1 ]; then
   # shellcheck disable=SC2086
   ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --offload --tap tap1 \
     --ip 192.168.70.1/24 --ip fdac::1/64 --host-ip 192.168.70.100/24 --host-ip fdac::100/64 \
-    --gateway 192.168.70.100 --gateway fdac::100 ${BENCH_SERVER_ARGS:-} \
+    --gateway 192.168.70.100 --gateway fdac::100 ${BENCH_SERVER_ARGS:-} ${BENCH_OFFLOAD_ARGS:-} \
     >"$work/tap_server_offload.log" 2>&1 &
   off_pid=$!
   pids+=("$off_pid")

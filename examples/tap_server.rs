@@ -37,14 +37,6 @@ use support::tap::{self, ErrorSlot, FrameCounters, Origin};
 use support::vnet_tap;
 use support::{Clock, Tap, stop_on_signals, stop_requested, wait_readable};
 
-/// Receive and transmit buffer of each TCP slot. 128 KiB lets the host's TCP keep a large
-/// window in flight (smoltcp scales the window).
-const TCP_RX: usize = 128 * 1024;
-const TCP_TX: usize = 128 * 1024;
-/// The same with `--offload`: segments of up to 64 KB each way, so a 128 KiB window would
-/// hold only two of them in flight.
-const OFFLOAD_TCP_RX: usize = 512 * 1024;
-const OFFLOAD_TCP_TX: usize = 512 * 1024;
 /// UDP: datagrams queued each way, and payload bytes each way (also the largest datagram).
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
@@ -160,16 +152,12 @@ fn serve<D: Device>(
     // The pool is sized by --slots, once, from the heap: the program's only allocations.
     // Untouched buffer pages stay zero pages of the kernel.
     let slots = options.slots;
-    let (rx, tx) = if options.offload {
-        (OFFLOAD_TCP_RX, OFFLOAD_TCP_TX)
-    } else {
-        (TCP_RX, TCP_TX)
-    };
+    let size = options.buffer_size();
     let mut sockets = Sockets::new(leak((0..=slots).map(|_| SocketStorage::EMPTY)));
     let tcp = TcpBuffers::new(
         leak((0..slots).map(|_| TcpSlot::EMPTY)),
-        vec![0; slots * rx].leak(),
-        vec![0; slots * tx].leak(),
+        vec![0; slots * size].leak(),
+        vec![0; slots * size].leak(),
     )
     // Defer keeps up to SYN_BACKLOG held SYNs and serves them as soon as a slot frees.
     .with_backlog(leak((0..SYN_BACKLOG).map(|_| HeldSyn::EMPTY)));
@@ -249,7 +237,7 @@ fn listening_line(options: &ServerOptions, name: &str, iface: &Interface, ip_mtu
         None => "off".into(),
     };
     format!(
-        "listening on {} (mtu {}{}) at {}: tcp port {}, udp port {}, {} slots, overflow {}, idle timeout {}",
+        "listening on {} (mtu {}{}) at {}: tcp port {}, udp port {}, {} slots of {} KiB + {} KiB, overflow {}, idle timeout {}",
         name,
         ip_mtu,
         if options.offload { ", offload" } else { "" },
@@ -257,6 +245,8 @@ fn listening_line(options: &ServerOptions, name: &str, iface: &Interface, ip_mtu
         options.port,
         options.udp_port(),
         options.slots,
+        options.buffer_size() >> 10,
+        options.buffer_size() >> 10,
         overflow,
         idle,
     )

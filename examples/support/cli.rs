@@ -15,8 +15,22 @@ use smolecho::Overflow;
 use smolecho::smoltcp::time::Duration;
 use smolecho::smoltcp::wire::{IpAddress, IpCidr};
 
-/// The largest pool `--slots` builds (each slot takes 256 KiB of buffers, mostly untouched).
+/// The largest pool `--slots` builds.
 pub const MAX_SLOTS: usize = 1024;
+
+/// `--buffer-size` bounds, bytes. Below 4 KiB a slot's window holds less than three
+/// full-size segments; smoltcp refuses buffers above 1 GiB (its window scale stops at 14).
+pub const MIN_BUFFER: usize = 4 << 10;
+pub const MAX_BUFFER: usize = 64 << 20;
+/// The largest pool `--slots` and `--buffer-size` may build together (slots x 2 x size):
+/// the pool is allocated zeroed at start-up, so only touched pages cost memory, but the
+/// kernel must still agree to reserve it.
+pub const MAX_POOL: usize = 8 << 30;
+/// The default `--buffer-size`: 128 KiB lets the host's TCP keep a large window in flight
+/// (smoltcp scales the window); with `--offload` segments carry up to 64 KB each way, so
+/// 128 KiB would hold only two of them in flight.
+pub const DEFAULT_BUFFER: usize = 128 << 10;
+pub const DEFAULT_OFFLOAD_BUFFER: usize = 512 << 10;
 
 /// smoltcp's limit on addresses per interface (`IFACE_MAX_ADDR_COUNT`, 2 by default).
 pub const MAX_ADDRESSES: usize = 2;
@@ -54,6 +68,12 @@ pub struct ServerOptions {
     /// TCP connection slots, 1 to 1024
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = slot_count)]
     pub slots: usize,
+    /// Receive and transmit buffer of each TCP slot, 4K to 64M (bytes, or with a K or M
+    /// suffix); the pool takes slots x 2 x SIZE (zeroed pages: only what traffic touches is
+    /// resident). Larger buffers keep more in flight, and more to resend after a loss
+    /// [default: 128K, 512K with --offload]
+    #[arg(long = "buffer-size", value_name = "SIZE", value_parser = buffer_size)]
+    buffer_size: Option<usize>,
     /// When every slot is busy: hold SYNs back (the client retries) or answer RST
     #[arg(long, value_name = "MODE", value_enum, default_value_t = OverflowMode::Defer)]
     pub overflow: OverflowMode,
@@ -90,10 +110,30 @@ impl ServerOptions {
         self.udp_port.unwrap_or(self.port)
     }
 
+    /// Bytes of each slot's receive buffer, and of its transmit buffer.
+    pub fn buffer_size(&self) -> usize {
+        match (self.buffer_size, self.offload) {
+            (Some(size), _) => size,
+            (None, false) => DEFAULT_BUFFER,
+            (None, true) => DEFAULT_OFFLOAD_BUFFER,
+        }
+    }
+
     /// What the declarations cannot check.
     pub fn check(&self) -> Result<(), String> {
         check_addresses(&self.ips)?;
-        check_gateways(&self.gateways)
+        check_gateways(&self.gateways)?;
+        let pool = self.slots.saturating_mul(2).saturating_mul(self.buffer_size());
+        if pool > MAX_POOL {
+            return Err(format!(
+                "--slots {} with --buffer-size {} would take {} MiB; at most {} MiB",
+                self.slots,
+                self.buffer_size(),
+                pool >> 20,
+                MAX_POOL >> 20
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -198,6 +238,29 @@ fn slot_count(value: &str) -> Result<usize, String> {
     match value.parse() {
         Ok(n) if (1..=MAX_SLOTS).contains(&n) => Ok(n),
         _ => Err(format!("a number from 1 to {MAX_SLOTS}")),
+    }
+}
+
+/// A size in bytes, or in KiB or MiB with a `K` or `M` suffix (`KiB`, `MiB` too).
+fn buffer_size(value: &str) -> Result<usize, String> {
+    let range = || format!("{}K to {}M", MIN_BUFFER >> 10, MAX_BUFFER >> 20);
+    let lower = value.to_ascii_lowercase();
+    let (digits, unit) = if let Some(d) = lower.strip_suffix("kib").or(lower.strip_suffix('k')) {
+        (d, 1 << 10)
+    } else if let Some(d) = lower.strip_suffix("mib").or(lower.strip_suffix('m')) {
+        (d, 1 << 20)
+    } else {
+        (lower.as_str(), 1)
+    };
+    let size = digits
+        .parse::<usize>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .ok_or_else(|| format!("a size like 512K or 1M, {}", range()))?;
+    if (MIN_BUFFER..=MAX_BUFFER).contains(&size) {
+        Ok(size)
+    } else {
+        Err(range())
     }
 }
 
