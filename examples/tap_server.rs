@@ -258,7 +258,7 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
          handshake_timeouts={} half_open_recycled={} held_syns={} refused={} bytes_in={} \
          bytes_out={} | udp datagrams_in={} datagrams_out={} dropped={} tx_flushes={} \
          bytes_in={} bytes_out={} | frames rx={} tx={} tx_dropped={} rx_coalesced={} \
-         rx_bad_checksum={} rx_unverifiable={} tx_segmented={} tx_oversize={}",
+         rx_bad_checksum={} rx_unverifiable={} tx_segmented={} tx_oversize={} rx_acks_rescued={}",
         tcp.accepted,
         tcp.active(),
         tcp.closed,
@@ -285,6 +285,7 @@ fn summary(tcp: TcpCounters, udp: UdpCounters, frames: &FrameCounters) -> String
         frames.rx_unverifiable,
         frames.tx_segmented,
         frames.tx_oversize,
+        frames.rx_acks_rescued,
     )
 }
 

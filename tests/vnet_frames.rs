@@ -402,3 +402,219 @@ fn the_peers_mss_is_learnt_from_its_syn() {
     peers.learn(&not_syn);
     assert_eq!(peers.of_outgoing(&outgoing), None);
 }
+
+const FIN: u8 = 0x01;
+const RST: u8 = 0x04;
+const PSH: u8 = 0x08;
+
+/// A TCP segment between A (smoltcp, port 8000) and B (the peer, port 49152): from B to A
+/// when `from_peer`, else from A to B; an optional window scale option; its checksum right.
+#[allow(clippy::too_many_arguments)]
+fn segment(
+    family: Family,
+    from_peer: bool,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    wscale: Option<u8>,
+    payload: &[u8],
+) -> Vec<u8> {
+    let options: Vec<u8> = wscale.map_or(Vec::new(), |s| vec![1, 3, 3, s]);
+    let header = 20 + options.len();
+    let (src, dst) = if from_peer {
+        (0xc000u16, 8000u16)
+    } else {
+        (8000, 0xc000)
+    };
+    let mut t = Vec::new();
+    t.extend_from_slice(&src.to_be_bytes());
+    t.extend_from_slice(&dst.to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.push(((header / 4) as u8) << 4);
+    t.push(flags);
+    t.extend_from_slice(&window.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(&options);
+    t.extend_from_slice(payload);
+    // The pseudo-header sum does not depend on the addresses' order.
+    let c = sum(&[&pseudo(family, 6, t.len()), &t]);
+    t[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut f = frame(family, 6, &[], &t);
+    if from_peer {
+        let (s, d, n) = match family {
+            Family::V4 => (26, 30, 4),
+            Family::V6 => (22, 38, 16),
+        };
+        let src_addr = f[s..s + n].to_vec();
+        f.copy_within(d..d + n, s);
+        f[d..d + n].copy_from_slice(&src_addr);
+    }
+    f
+}
+
+fn seq_of(frame: &[u8]) -> u32 {
+    let Parsed::Transport(t) = parse(frame) else {
+        panic!("not a transport frame");
+    };
+    u32::from_be_bytes(frame[t.start + 4..t.start + 8].try_into().unwrap())
+}
+
+fn tcp_checksum_right(frame: &[u8]) -> bool {
+    match parse(frame) {
+        Parsed::Transport(t) => transport_checksum_ok(frame, &t),
+        _ => false,
+    }
+}
+
+/// smoltcp (A) took the connection with window scale `wscale` and last advertised `ack` and
+/// `window` (raw field).
+fn advertised(family: Family, wscale: Option<u8>, ack: u32, window: u16) -> AdvertisedWindows {
+    let mut windows = AdvertisedWindows::default();
+    windows.sent(&segment(
+        family,
+        false,
+        SYN | ACK,
+        7000,
+        ack.wrapping_sub(1000),
+        65535,
+        wscale,
+        &[],
+    ));
+    windows.sent(&segment(family, false, ACK, 7001, ack, window, None, &[]));
+    windows
+}
+
+#[test]
+fn a_pure_ack_from_past_a_shrunk_zero_window_is_moved_back_to_its_edge() {
+    for family in [Family::V4, Family::V6] {
+        // The capture of the stall: smoltcp acked 4813722 with a zero window after its edge
+        // had been 15 bytes farther; the peer's window updates start at 4813737.
+        let windows = advertised(family, Some(4), 4_813_722, 0);
+        let mut update = segment(family, true, ACK, 4_813_737, 3_765_162, 2101, None, &[]);
+        let before = update.clone();
+        assert!(windows.rescue_ack(&mut update, false));
+        assert_eq!(seq_of(&update), 4_813_722);
+        assert!(
+            tcp_checksum_right(&update),
+            "the checksum follows the change"
+        );
+        // Nothing else changed: ACK number, window, addresses.
+        let Parsed::Transport(t) = parse(&update) else {
+            unreachable!()
+        };
+        let unchanged = |r: std::ops::Range<usize>| update[r.clone()] == before[r];
+        assert!(unchanged(0..t.start + 4) && unchanged(t.start + 8..t.start + 16));
+        // A partial checksum (NEEDS_CSUM) is the pseudo-header sum alone: left as it is.
+        let mut partial = before.clone();
+        assert!(windows.rescue_ack(&mut partial, true));
+        assert_eq!(seq_of(&partial), 4_813_722);
+        assert_eq!(
+            partial[t.start + 16..t.start + 18],
+            before[t.start + 16..t.start + 18]
+        );
+    }
+}
+
+#[test]
+fn only_acks_just_past_the_advertised_edge_are_moved() {
+    for family in [Family::V4, Family::V6] {
+        // Edge: 200000 + 100 << 4 = 201600.
+        let windows = advertised(family, Some(4), 200_000, 100);
+        let moved = |seq: u32| {
+            let mut f = segment(family, true, ACK, seq, 1, 500, None, &[]);
+            let changed = windows.rescue_ack(&mut f, false);
+            assert!(tcp_checksum_right(&f));
+            assert_eq!(seq_of(&f), if changed { 201_600 } else { seq });
+            changed
+        };
+        assert!(moved(201_601), "past the edge: smoltcp would drop it");
+        assert!(moved(201_615));
+        assert!(moved(201_600 + (1 << 14) - 1));
+        assert!(!moved(201_600 + (1 << 14)), "too far past the edge");
+        // At the edge: smoltcp takes it once it has every byte up to there, which its
+        // last ACK need not say yet (the capture of a window update lost that way).
+        assert!(!moved(201_600));
+        assert!(!moved(200_000), "at smoltcp's ACK");
+        assert!(!moved(201_599), "inside the window: smoltcp takes it");
+        assert!(!moved(199_990), "before the window: an old segment");
+    }
+}
+
+#[test]
+fn segments_other_than_pure_acks_of_followed_connections_are_left_alone() {
+    for family in [Family::V4, Family::V6] {
+        let windows = advertised(family, Some(4), 4_813_722, 0);
+        let past = 4_813_737;
+        let cases = [
+            segment(family, true, ACK, past, 1, 9, None, &payload(15)),
+            segment(family, true, ACK | PSH, past, 1, 9, None, &payload(1)),
+            segment(family, true, ACK | FIN, past, 1, 9, None, &[]),
+            segment(family, true, ACK | RST, past, 1, 9, None, &[]),
+            segment(family, true, RST, past, 1, 9, None, &[]),
+            segment(family, true, SYN | ACK, past, 1, 9, None, &[]),
+            // Our own direction.
+            segment(family, false, ACK, past, 1, 9, None, &[]),
+        ];
+        for mut f in cases {
+            let before = f.clone();
+            assert!(!windows.rescue_ack(&mut f, false));
+            assert_eq!(f, before);
+        }
+        // Another connection (the peer's port differs).
+        let mut other = segment(family, true, ACK, past, 1, 9, None, &[]);
+        let Parsed::Transport(t) = parse(&other) else {
+            unreachable!()
+        };
+        other[t.start + 1] ^= 1;
+        assert!(!windows.rescue_ack(&mut other, true));
+        // A connection whose SYN was never seen is not followed.
+        let mut unknown = AdvertisedWindows::default();
+        unknown.sent(&segment(family, false, ACK, 7001, 4_813_722, 0, None, &[]));
+        let mut f = segment(family, true, ACK, past, 1, 9, None, &[]);
+        assert!(!unknown.rescue_ack(&mut f, false));
+    }
+}
+
+#[test]
+fn without_a_window_scale_the_window_is_taken_as_it_is() {
+    let windows = advertised(Family::V4, None, 1000, 500);
+    let mut inside = segment(Family::V4, true, ACK, 1499, 1, 9, None, &[]);
+    assert!(!windows.rescue_ack(&mut inside, false));
+    let mut at_edge = segment(Family::V4, true, ACK, 1500, 1, 9, None, &[]);
+    assert!(!windows.rescue_ack(&mut at_edge, false));
+    let mut past = segment(Family::V4, true, ACK, 1501, 1, 9, None, &[]);
+    assert!(windows.rescue_ack(&mut past, false));
+    assert_eq!(seq_of(&past), 1500);
+}
+
+#[test]
+fn sequence_numbers_wrap() {
+    let windows = advertised(Family::V6, Some(7), 0xffff_fff0, 0);
+    let mut f = segment(Family::V6, true, ACK, 5, 1, 9, None, &[]);
+    assert!(windows.rescue_ack(&mut f, false));
+    assert_eq!(seq_of(&f), 0xffff_fff0);
+    assert!(tcp_checksum_right(&f));
+}
+
+#[test]
+fn the_checksum_update_matches_a_full_sum() {
+    // RFC 1624's update against summing again, over changes that carry and that do not.
+    for (old, new) in [
+        (0u32, 1u32),
+        (0x0001_0000, 0xffff_ffff),
+        (4_813_737, 4_813_722),
+        (0xdead_beef, 0x0000_0000),
+    ] {
+        let data = |v: u32| {
+            let mut d = vec![0x12, 0x34, 0xab, 0xcd];
+            d.extend_from_slice(&v.to_be_bytes());
+            d
+        };
+        assert_eq!(
+            update_checksum(sum(&[&data(old)]), old, new),
+            sum(&[&data(new)])
+        );
+    }
+}

@@ -123,7 +123,10 @@ impl ServerOptions {
     pub fn check(&self) -> Result<(), String> {
         check_addresses(&self.ips)?;
         check_gateways(&self.gateways)?;
-        let pool = self.slots.saturating_mul(2).saturating_mul(self.buffer_size());
+        let pool = self
+            .slots
+            .saturating_mul(2)
+            .saturating_mul(self.buffer_size());
         if pool > MAX_POOL {
             return Err(format!(
                 "--slots {} with --buffer-size {} would take {} MiB; at most {} MiB",

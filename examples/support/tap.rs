@@ -50,6 +50,9 @@ pub struct FrameCounters {
     pub tx_segmented: u64,
     /// Offload device only: frames above the link MTU that are not TCP (dropped).
     pub tx_oversize: u64,
+    /// Offload device only: the peer's pure ACKs from just past smoltcp's advertised window,
+    /// moved back into it (smoltcp would drop them whole).
+    pub rx_acks_rescued: u64,
 }
 
 /// A TAP device as a smoltcp device.

@@ -379,13 +379,14 @@ struct Flow {
     local_port: u16,
 }
 
-/// Connections whose MSS is remembered; beyond that the default MSS applies.
-const PEER_MSS_ENTRIES: usize = 256;
+/// Connections whose MSS (and advertised window) are remembered; beyond that the oldest entry
+/// makes room (the default MSS applies, the window is no longer followed).
+const FOLLOWED_FLOWS: usize = 256;
 
 impl Default for PeerMss {
     fn default() -> Self {
         Self {
-            entries: Vec::with_capacity(PEER_MSS_ENTRIES),
+            entries: Vec::with_capacity(FOLLOWED_FLOWS),
             next: 0,
         }
     }
@@ -462,11 +463,11 @@ impl PeerMss {
         };
         if let Some(entry) = self.entries.iter_mut().find(|(f, _)| *f == flow) {
             entry.1 = mss;
-        } else if self.entries.len() < PEER_MSS_ENTRIES {
+        } else if self.entries.len() < FOLLOWED_FLOWS {
             self.entries.push((flow, mss));
         } else {
             self.entries[self.next] = (flow, mss);
-            self.next = (self.next + 1) % PEER_MSS_ENTRIES;
+            self.next = (self.next + 1) % FOLLOWED_FLOWS;
         }
     }
 
@@ -481,4 +482,190 @@ impl PeerMss {
             .find(|(f, _)| *f == flow)
             .map(|&(_, mss)| mss)
     }
+}
+
+/// What smoltcp last advertised on each connection (the ACK number and window of the last
+/// segment it built, and its window scale), learnt from the frames it sends, so that the
+/// peer's pure ACKs from just past that window still reach smoltcp's ACK processing.
+///
+/// Why: smoltcp 0.14 rounds its advertised window down to its scale (`window >> shift`), so
+/// the right edge it advertises can move left by up to `2^shift - 1` bytes. Linux, having
+/// sent up to the older edge, then stamps its pure ACKs with that sequence number (it does so
+/// while the overshoot is below its own window scale), and smoltcp drops every such segment
+/// whole, ACK and window update included (RFC 9293 3.10.7.4 says to process them). In an
+/// echo whose two directions are both blocked (smoltcp's receive buffer full because the
+/// peer's window is closed) the peer's window updates are then all lost and the connection
+/// stalls for good. Moving such an ACK's sequence number back to the advertised edge makes
+/// it acceptable without changing what it says (no data, the same ACK and window): smoltcp
+/// has by then taken everything up to its edge and drops the rest, so its window is closed
+/// and starts there. An ACK at the edge itself is left alone: smoltcp takes it when it has
+/// all data up to the edge, and may not have it yet (its ACK can lag what it took).
+#[derive(Debug, Clone)]
+pub struct AdvertisedWindows {
+    entries: Vec<(Flow, Advertised)>,
+    next: usize,
+}
+
+/// The last ACK number and raw window field smoltcp sent on a connection, and the scale it
+/// announced in its SYN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Advertised {
+    ack: u32,
+    window: u16,
+    shift: u8,
+}
+
+/// How far past smoltcp's advertised right edge a pure ACK may start and still be moved back
+/// (exclusive):
+/// Linux sends from past the edge only while the overshoot is below its own window scale
+/// (at most 2^14); anything farther is left for smoltcp to refuse.
+const BEYOND_EDGE_LIMIT: u32 = 1 << 14;
+
+const TCP_FIN: u8 = 0x01;
+const TCP_RST: u8 = 0x04;
+const TCP_ACK: u8 = 0x10;
+
+impl Default for AdvertisedWindows {
+    fn default() -> Self {
+        Self {
+            entries: Vec::with_capacity(FOLLOWED_FLOWS),
+            next: 0,
+        }
+    }
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    let bytes = b.get(at..at + 4)?;
+    Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
+}
+
+/// The window scale option of a TCP header, if any.
+fn window_scale_option(tcp: &[u8]) -> Option<u8> {
+    let header = usize::from(*tcp.get(12)? >> 4) * 4;
+    let mut options = tcp.get(20..header)?;
+    while let Some(&kind) = options.first() {
+        match kind {
+            0 => break,
+            1 => options = &options[1..],
+            _ => {
+                let len = usize::from(*options.get(1)?);
+                if len < 2 || len > options.len() {
+                    return None;
+                }
+                if kind == 3 && len == 3 {
+                    return Some(options[2]);
+                }
+                options = &options[len..];
+            }
+        }
+    }
+    None
+}
+
+impl AdvertisedWindows {
+    /// Note what a TCP frame smoltcp built advertises. A SYN gives the connection's scale
+    /// (none announced: 0, as smoltcp then scales nothing); later segments the ACK number
+    /// and window. Connections whose SYN was not seen are not followed.
+    pub fn sent(&mut self, frame: &[u8]) {
+        let Parsed::Transport(t) = parse(frame) else {
+            return;
+        };
+        if t.proto != PROTO_TCP {
+            return;
+        }
+        let (Some(flow), Some(tcp)) = (
+            flow_of(frame, &t, false),
+            frame.get(t.start..t.start + t.len),
+        ) else {
+            return;
+        };
+        let (Some(&flags), Some(ack), Some(window)) = (tcp.get(13), be32(tcp, 8), be16(tcp, 14))
+        else {
+            return;
+        };
+        let found = self.entries.iter().position(|(f, _)| *f == flow);
+        if flags & TCP_SYN != 0 {
+            let shift = window_scale_option(tcp).unwrap_or(0).min(14);
+            // A SYN's window is never scaled; the first ACK after it sets the real one.
+            let entry = Advertised {
+                ack,
+                window: 0,
+                shift,
+            };
+            match found {
+                Some(i) => self.entries[i].1 = entry,
+                None if self.entries.len() < FOLLOWED_FLOWS => self.entries.push((flow, entry)),
+                None => {
+                    self.entries[self.next] = (flow, entry);
+                    self.next = (self.next + 1) % FOLLOWED_FLOWS;
+                }
+            }
+        } else if let (Some(i), true) = (found, flags & TCP_ACK != 0) {
+            let entry = &mut self.entries[i].1;
+            entry.ack = ack;
+            entry.window = window;
+        }
+    }
+
+    /// Move a received pure ACK that starts just past smoltcp's advertised right edge (where
+    /// smoltcp would drop it whole) back to that edge. `partial`: the
+    /// frame's checksum field holds only the pseudo-header sum (`NEEDS_CSUM`), which the
+    /// sequence number is not part of; otherwise the checksum is updated with it (RFC 1624),
+    /// so captures stay valid. Returns whether the frame was changed.
+    pub fn rescue_ack(&self, frame: &mut [u8], partial: bool) -> bool {
+        let Parsed::Transport(t) = parse(frame) else {
+            return false;
+        };
+        if t.proto != PROTO_TCP {
+            return false;
+        }
+        let Some(&offset_byte) = frame.get(t.start + 12) else {
+            return false;
+        };
+        let tcp_header = usize::from(offset_byte >> 4) * 4;
+        let Some(&flags) = frame.get(t.start + 13) else {
+            return false;
+        };
+        // Only a pure ACK: no data, no SYN, FIN or RST.
+        if tcp_header < 20
+            || tcp_header != t.len
+            || flags & (TCP_SYN | TCP_FIN | TCP_RST) != 0
+            || flags & TCP_ACK == 0
+        {
+            return false;
+        }
+        let (Some(flow), Some(seq)) = (flow_of(frame, &t, true), be32(frame, t.start + 4)) else {
+            return false;
+        };
+        let Some(&(_, sent)) = self.entries.iter().find(|(f, _)| *f == flow) else {
+            return false;
+        };
+        let edge = sent.ack.wrapping_add(u32::from(sent.window) << sent.shift);
+        let past = seq.wrapping_sub(edge);
+        if past == 0 || past >= BEYOND_EDGE_LIMIT {
+            return false;
+        }
+        let at = t.start + 4;
+        frame[at..at + 4].copy_from_slice(&edge.to_be_bytes());
+        if !partial {
+            let csum_at = t.start + usize::from(TCP_CSUM_OFFSET);
+            let old = u16::from_be_bytes([frame[csum_at], frame[csum_at + 1]]);
+            let new = update_checksum(old, seq, edge);
+            frame[csum_at..csum_at + 2].copy_from_slice(&new.to_be_bytes());
+        }
+        true
+    }
+}
+
+/// A ones' complement checksum after a 32-bit field changed from `old` to `new`
+/// (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m'), per 16-bit word).
+pub fn update_checksum(checksum: u16, old: u32, new: u32) -> u16 {
+    let mut acc = u32::from(!checksum);
+    for (o, n) in [(old >> 16, new >> 16), (old & 0xffff, new & 0xffff)] {
+        acc += u32::from(!(o as u16)) + n;
+    }
+    while acc > 0xffff {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    !(acc as u16)
 }

@@ -14,6 +14,9 @@
 //! - receive: frames marked `NEEDS_CSUM` or `DATA_VALID` came from the kernel's own memory or
 //!   were checked there; every other TCP or UDP frame has its checksum checked here and is
 //!   dropped when it is wrong (smoltcp would otherwise accept it);
+//! - receive: a pure ACK from just past the window smoltcp advertised is moved back into it,
+//!   since smoltcp 0.14 would drop it whole and can stall the echo for good (see
+//!   [`vnet::AdvertisedWindows`]);
 //! - `--drop-chance`/`--corrupt-chance` act here, on the wire side of the checksums, where a
 //!   corruption is what a real link would do: smoltcp's `FaultInjector` above the device would
 //!   corrupt frames before the checksums are completed or after they are checked.
@@ -34,8 +37,8 @@ use smolecho::smoltcp::wire::IpCidr;
 
 use super::tap::{self, ErrorSlot, FrameCounters, Origin, TapError};
 use super::vnet::{
-    self, ETHERNET_HEADER, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, HEADER_LEN, PeerMss, RxDrop,
-    VnetHeader,
+    self, AdvertisedWindows, ETHERNET_HEADER, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, HEADER_LEN,
+    PeerMss, RxDrop, VnetHeader,
 };
 
 /// The largest frame smoltcp may build: IP packets up to 64 KiB. Frames above the link MTU
@@ -56,6 +59,7 @@ pub struct VnetTapDevice {
     rx: Vec<u8>,
     tx: Vec<u8>,
     peers: PeerMss,
+    windows: AdvertisedWindows,
     faults: WireFaults,
     error: ErrorSlot,
     counters: Rc<RefCell<FrameCounters>>,
@@ -141,6 +145,12 @@ impl VnetTapDevice {
                 }
             }
             self.peers.learn(frame);
+            if self
+                .windows
+                .rescue_ack(frame, header.flags & F_NEEDS_CSUM != 0)
+            {
+                counters.rx_acks_rescued += 1;
+            }
             return Some(n);
         }
     }
@@ -163,6 +173,7 @@ pub fn open(name: &str, host_ips: &[IpCidr]) -> Result<(VnetTapDevice, Origin), 
         rx: vec![0; HEADER_LEN + MAX_FRAME + SLACK],
         tx: vec![0; HEADER_LEN + MAX_FRAME],
         peers: PeerMss::default(),
+        windows: AdvertisedWindows::default(),
         faults: WireFaults::default(),
         error: Rc::new(RefCell::new(None)),
         counters: Rc::new(RefCell::new(FrameCounters::default())),
@@ -240,6 +251,7 @@ impl Device for VnetTapDevice {
             link_ip_mtu: self.link_ip_mtu,
             buf: &mut self.tx,
             peers: &self.peers,
+            windows: &mut self.windows,
             faults: &mut self.faults,
             meta: PacketMeta::default(),
             error: &self.error,
@@ -254,6 +266,7 @@ impl Device for VnetTapDevice {
             link_ip_mtu: self.link_ip_mtu,
             buf: &mut self.tx,
             peers: &self.peers,
+            windows: &mut self.windows,
             faults: &mut self.faults,
             meta: PacketMeta::default(),
             error: &self.error,
@@ -297,6 +310,7 @@ pub struct TxToken<'a> {
     link_ip_mtu: usize,
     buf: &'a mut Vec<u8>,
     peers: &'a PeerMss,
+    windows: &'a mut AdvertisedWindows,
     faults: &'a mut WireFaults,
     meta: PacketMeta,
     error: &'a ErrorSlot,
@@ -311,6 +325,8 @@ impl phy::TxToken for TxToken<'_> {
         let (head, rest) = self.buf.split_at_mut(HEADER_LEN);
         let frame = &mut rest[..len];
         let result = f(frame);
+        // What smoltcp advertises, whatever becomes of the frame on the wire.
+        self.windows.sent(frame);
         let requested = self.meta.segmentation_offload_size.map(|size| size.get());
         // Only a frame above the link MTU needs the peer's MSS.
         let peer_mss = (len > ETHERNET_HEADER + self.link_ip_mtu)
