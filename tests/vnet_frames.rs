@@ -491,7 +491,7 @@ fn a_pure_ack_from_past_a_shrunk_zero_window_is_moved_back_to_its_edge() {
     for family in [Family::V4, Family::V6] {
         // The capture of the stall: smoltcp acked 4813722 with a zero window after its edge
         // had been 15 bytes farther; the peer's window updates start at 4813737.
-        let windows = advertised(family, Some(4), 4_813_722, 0);
+        let mut windows = advertised(family, Some(4), 4_813_722, 0);
         let mut update = segment(family, true, ACK, 4_813_737, 3_765_162, 2101, None, &[]);
         let before = update.clone();
         assert!(windows.rescue_ack(&mut update, false));
@@ -521,8 +521,8 @@ fn a_pure_ack_from_past_a_shrunk_zero_window_is_moved_back_to_its_edge() {
 fn only_acks_just_past_the_advertised_edge_are_moved() {
     for family in [Family::V4, Family::V6] {
         // Edge: 200000 + 100 << 4 = 201600.
-        let windows = advertised(family, Some(4), 200_000, 100);
-        let moved = |seq: u32| {
+        let mut windows = advertised(family, Some(4), 200_000, 100);
+        let mut moved = |seq: u32| {
             let mut f = segment(family, true, ACK, seq, 1, 500, None, &[]);
             let changed = windows.rescue_ack(&mut f, false);
             assert!(tcp_checksum_right(&f));
@@ -545,7 +545,7 @@ fn only_acks_just_past_the_advertised_edge_are_moved() {
 #[test]
 fn segments_other_than_pure_acks_of_followed_connections_are_left_alone() {
     for family in [Family::V4, Family::V6] {
-        let windows = advertised(family, Some(4), 4_813_722, 0);
+        let mut windows = advertised(family, Some(4), 4_813_722, 0);
         let past = 4_813_737;
         let cases = [
             segment(family, true, ACK, past, 1, 9, None, &payload(15)),
@@ -569,6 +569,13 @@ fn segments_other_than_pure_acks_of_followed_connections_are_left_alone() {
         };
         other[t.start + 1] ^= 1;
         assert!(!windows.rescue_ack(&mut other, true));
+        // Once smoltcp sent its FIN or RST the connection is no longer followed.
+        for end in [ACK | FIN, RST] {
+            let mut ended = advertised(family, Some(4), 4_813_722, 0);
+            ended.sent(&segment(family, false, end, 7001, 4_813_722, 0, None, &[]));
+            let mut f = segment(family, true, ACK, past, 1, 9, None, &[]);
+            assert!(!ended.rescue_ack(&mut f, false));
+        }
         // A connection whose SYN was never seen is not followed.
         let mut unknown = AdvertisedWindows::default();
         unknown.sent(&segment(family, false, ACK, 7001, 4_813_722, 0, None, &[]));
@@ -579,7 +586,7 @@ fn segments_other_than_pure_acks_of_followed_connections_are_left_alone() {
 
 #[test]
 fn without_a_window_scale_the_window_is_taken_as_it_is() {
-    let windows = advertised(Family::V4, None, 1000, 500);
+    let mut windows = advertised(Family::V4, None, 1000, 500);
     let mut inside = segment(Family::V4, true, ACK, 1499, 1, 9, None, &[]);
     assert!(!windows.rescue_ack(&mut inside, false));
     let mut at_edge = segment(Family::V4, true, ACK, 1500, 1, 9, None, &[]);
@@ -591,7 +598,7 @@ fn without_a_window_scale_the_window_is_taken_as_it_is() {
 
 #[test]
 fn sequence_numbers_wrap() {
-    let windows = advertised(Family::V6, Some(7), 0xffff_fff0, 0);
+    let mut windows = advertised(Family::V6, Some(7), 0xffff_fff0, 0);
     let mut f = segment(Family::V6, true, ACK, 5, 1, 9, None, &[]);
     assert!(windows.rescue_ack(&mut f, false));
     assert_eq!(seq_of(&f), 0xffff_fff0);

@@ -504,6 +504,8 @@ impl PeerMss {
 pub struct AdvertisedWindows {
     entries: Vec<(Flow, Advertised)>,
     next: usize,
+    /// Where the last lookup found its connection: a bulk echo finds it there at once.
+    hint: usize,
 }
 
 /// The last ACK number and raw window field smoltcp sent on a connection, and the scale it
@@ -530,6 +532,7 @@ impl Default for AdvertisedWindows {
         Self {
             entries: Vec::with_capacity(FOLLOWED_FLOWS),
             next: 0,
+            hint: 0,
         }
     }
 }
@@ -563,9 +566,20 @@ fn window_scale_option(tcp: &[u8]) -> Option<u8> {
 }
 
 impl AdvertisedWindows {
+    /// The entry of `flow`, trying the last one found first.
+    fn find(&mut self, flow: &Flow) -> Option<usize> {
+        if self.entries.get(self.hint).is_some_and(|(f, _)| f == flow) {
+            return Some(self.hint);
+        }
+        let i = self.entries.iter().position(|(f, _)| f == flow)?;
+        self.hint = i;
+        Some(i)
+    }
+
     /// Note what a TCP frame smoltcp built advertises. A SYN gives the connection's scale
     /// (none announced: 0, as smoltcp then scales nothing); later segments the ACK number
-    /// and window. Connections whose SYN was not seen are not followed.
+    /// and window; its FIN or RST ends the entry. Connections whose SYN was not seen are not
+    /// followed.
     pub fn sent(&mut self, frame: &[u8]) {
         let Parsed::Transport(t) = parse(frame) else {
             return;
@@ -583,7 +597,14 @@ impl AdvertisedWindows {
         else {
             return;
         };
-        let found = self.entries.iter().position(|(f, _)| *f == flow);
+        let found = self.find(&flow);
+        if flags & (TCP_FIN | TCP_RST) != 0 {
+            // smoltcp ends the connection: nothing of it is worth rescuing any more.
+            if let Some(i) = found {
+                self.entries.swap_remove(i);
+            }
+            return;
+        }
         if flags & TCP_SYN != 0 {
             let shift = window_scale_option(tcp).unwrap_or(0).min(14);
             // A SYN's window is never scaled; the first ACK after it sets the real one.
@@ -612,7 +633,7 @@ impl AdvertisedWindows {
     /// frame's checksum field holds only the pseudo-header sum (`NEEDS_CSUM`), which the
     /// sequence number is not part of; otherwise the checksum is updated with it (RFC 1624),
     /// so captures stay valid. Returns whether the frame was changed.
-    pub fn rescue_ack(&self, frame: &mut [u8], partial: bool) -> bool {
+    pub fn rescue_ack(&mut self, frame: &mut [u8], partial: bool) -> bool {
         let Parsed::Transport(t) = parse(frame) else {
             return false;
         };
@@ -637,9 +658,10 @@ impl AdvertisedWindows {
         let (Some(flow), Some(seq)) = (flow_of(frame, &t, true), be32(frame, t.start + 4)) else {
             return false;
         };
-        let Some(&(_, sent)) = self.entries.iter().find(|(f, _)| *f == flow) else {
+        let Some(i) = self.find(&flow) else {
             return false;
         };
+        let sent = self.entries[i].1;
         let edge = sent.ack.wrapping_add(u32::from(sent.window) << sent.shift);
         let past = seq.wrapping_sub(edge);
         if past == 0 || past >= BEYOND_EDGE_LIMIT {
