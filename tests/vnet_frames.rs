@@ -597,6 +597,46 @@ fn without_a_window_scale_the_window_is_taken_as_it_is() {
 }
 
 #[test]
+fn a_peers_syn_ack_without_window_scaling_leaves_smoltcps_window_unscaled() {
+    // smoltcp connecting: its SYN offers scale 4, the peer's SYN-ACK offers none.
+    let mut windows = AdvertisedWindows::default();
+    windows.sent(&segment(
+        Family::V4,
+        false,
+        SYN,
+        7000,
+        0,
+        65535,
+        Some(4),
+        &[],
+    ));
+    let mut syn_ack = segment(Family::V4, true, SYN | ACK, 999, 7001, 65535, None, &[]);
+    assert!(!windows.rescue_ack(&mut syn_ack, false));
+    windows.sent(&segment(Family::V4, false, ACK, 7001, 1000, 500, None, &[]));
+    // Edge 1000 + 500, not 1000 + 500 << 4.
+    let mut past = segment(Family::V4, true, ACK, 1501, 7001, 9, None, &[]);
+    assert!(windows.rescue_ack(&mut past, false));
+    assert_eq!(seq_of(&past), 1500);
+    // With the option in the peer's SYN-ACK the scale stays.
+    let mut scaled = AdvertisedWindows::default();
+    scaled.sent(&segment(
+        Family::V4,
+        false,
+        SYN,
+        7000,
+        0,
+        65535,
+        Some(4),
+        &[],
+    ));
+    let mut syn_ack = segment(Family::V4, true, SYN | ACK, 999, 7001, 65535, Some(7), &[]);
+    assert!(!scaled.rescue_ack(&mut syn_ack, false));
+    scaled.sent(&segment(Family::V4, false, ACK, 7001, 1000, 500, None, &[]));
+    let mut inside = segment(Family::V4, true, ACK, 1501, 7001, 9, None, &[]);
+    assert!(!scaled.rescue_ack(&mut inside, false));
+}
+
+#[test]
 fn sequence_numbers_wrap() {
     let mut windows = advertised(Family::V6, Some(7), 0xffff_fff0, 0);
     let mut f = segment(Family::V6, true, ACK, 5, 1, 9, None, &[]);

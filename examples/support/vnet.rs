@@ -629,7 +629,8 @@ impl AdvertisedWindows {
     }
 
     /// Move a received pure ACK that starts just past smoltcp's advertised right edge (where
-    /// smoltcp would drop it whole) back to that edge. `partial`: the
+    /// smoltcp would drop it whole) back to that edge (and note a peer's SYN that offers no
+    /// window scaling). `partial`: the
     /// frame's checksum field holds only the pseudo-header sum (`NEEDS_CSUM`), which the
     /// sequence number is not part of; otherwise the checksum is updated with it (RFC 1624),
     /// so captures stay valid. Returns whether the frame was changed.
@@ -647,6 +648,19 @@ impl AdvertisedWindows {
         let Some(&flags) = frame.get(t.start + 13) else {
             return false;
         };
+        if flags & TCP_SYN != 0 {
+            // smoltcp scales its window only if the peer's SYN offers scaling too: a peer's
+            // SYN-ACK without the option (smoltcp connecting) leaves it unscaled.
+            let no_scale = frame
+                .get(t.start..t.start + t.len)
+                .is_some_and(|tcp| window_scale_option(tcp).is_none());
+            if let (true, Some(flow)) = (no_scale, flow_of(frame, &t, true))
+                && let Some(i) = self.find(&flow)
+            {
+                self.entries[i].1.shift = 0;
+            }
+            return false;
+        }
         // Only a pure ACK: no data, no SYN, FIN or RST.
         if tcp_header < 20
             || tcp_header != t.len
