@@ -10,7 +10,8 @@
 # Environment: BENCH_ROUNDS (5), BENCH_QUICK (0), BENCH_KERNEL_BUFLEN (65536, the baseline's
 # recv size: its strongest form), BENCH_OFFLOAD (1: also measure `tap_server --offload` on a
 # second TAP in the same run; 0: skip it), BENCH_SERVER_ARGS (extra options for both tap_servers, default none),
-# BENCH_OFFLOAD_ARGS (extra options for `tap_server --offload` only, e.g. --buffer-size 1M), CARGO_TARGET_DIR,
+# BENCH_OFFLOAD_ARGS (extra options for `tap_server --offload` only, e.g. --buffer-size 1M),
+# BENCH_NICE (0: the nice value of all three servers, the same for each), CARGO_TARGET_DIR,
 # BENCH_NO_BUILD=1 (use the binaries already built), BENCH_FAMILY (4, or 6 for IPv6), BENCH_PIN (0, split or same: CPU
 # placement, see below), BENCH_ONLY (a subset of: bulk tcp-rtt
 # udp-rtt churn many idle), BENCH_SERVER_BIN (another tap_server build, for experiments).
@@ -149,6 +150,13 @@ case "${BENCH_PIN:-0}" in
   same)  pin_srv=(taskset -c 0); pin_cli=(taskset -c 0); placement="everything on CPU 0" ;;
   *)     pin_srv=(); pin_cli=(); placement="not pinned" ;;
 esac
+# The servers' priority, the same for all three (BENCH_NICE, default 0): at the default the
+# load generator's threads, woken by a server's own writes, preempt it (see BENCHMARKS.md).
+# `nice` execs in place too.
+if [ "${BENCH_NICE:-0}" != 0 ]; then
+  pin_srv+=(nice -n "$BENCH_NICE")
+  placement+=", servers at nice $BENCH_NICE"
+fi
 # shellcheck disable=SC2086 # BENCH_SERVER_ARGS is a list of options
 ip netns exec "$srv" "${pin_srv[@]}" "$server_bin" --gateway 192.168.69.100 --gateway fdaa::100 \
   ${BENCH_SERVER_ARGS:-} >"$work/tap_server.log" 2>&1 &
