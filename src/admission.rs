@@ -294,13 +294,14 @@ impl<'a> Admission<'a> {
     }
 
     /// Judge one received frame, whose TCP segment (if any) is already found.
+    #[inline]
     pub(crate) fn judge_parsed(
         &mut self,
         tcp: Option<&TcpInFrame>,
         frame: &[u8],
         slots: &mut [TcpSlot],
     ) -> Verdict {
-        let Some(source) = syn_source(tcp, self.port) else {
+        let Some(source) = syn_source(tcp, frame, self.port) else {
             return Verdict::Pass;
         };
         if let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(source)) {

@@ -208,6 +208,7 @@ impl<'a> EchoNode<'a> {
     ) -> bool {
         let mut progressed = false;
         self.work_left = true;
+        let medium = device.capabilities().medium;
         for _ in 0..MAX_FRAMES_PER_POLL {
             // Waiting clients first: a free listener goes to the oldest, as in a listen
             // backlog; a slot that may be taken back goes to the newest.
@@ -226,6 +227,7 @@ impl<'a> EchoNode<'a> {
             }
             let mut gate = Gate::new(
                 device,
+                medium,
                 &mut self.admission,
                 self.tcp.slots_mut(),
                 self.recovery,
@@ -241,10 +243,7 @@ impl<'a> EchoNode<'a> {
                     for _ in 0..DUP_ACKS {
                         iface.poll_ingress_single(now, &mut Replay::new(device, &dup_ack), sockets);
                     }
-                    if round == 1
-                        || !pure
-                        || !recovery::next_seq(device.capabilities().medium, &mut dup_ack)
-                    {
+                    if round == 1 || !pure || !recovery::next_seq(medium, &mut dup_ack) {
                         break;
                     }
                 }

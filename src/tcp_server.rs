@@ -24,6 +24,7 @@ use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
 use crate::recovery::Recovery;
 use crate::sockets::Sockets;
+use crate::wire::TcpInFrame;
 
 /// Bytes moved per copy when echoing. The scratch buffer lives on the stack: on
 /// microcontrollers (32-bit and smaller) 512 B keeps the stack high-water mark low; hosts
@@ -149,9 +150,12 @@ impl TcpSlot {
         (self.peer.port != 0).then_some(self.peer)
     }
 
-    /// Whether `endpoint` (a real one: port 0 is never a peer) is this slot's peer.
-    pub(crate) fn talks_to(&self, endpoint: &IpEndpoint) -> bool {
-        self.peer == *endpoint
+    /// Whether this slot's peer sent segment `tcp` of `frame`: the ports first, the address
+    /// (read from the frame) only when they match. Port 0 is never a peer.
+    pub(crate) fn is_sender_of(&self, tcp: &TcpInFrame, frame: &[u8]) -> bool {
+        self.peer.port == tcp.src_port
+            && tcp.src_port != 0
+            && tcp.source(frame) == Some(self.peer.addr)
     }
 
     pub(crate) fn proven(&self) -> bool {
