@@ -22,6 +22,7 @@ use crate::conn::{
 };
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
+#[cfg(feature = "recovery")]
 use crate::recovery::Recovery;
 use crate::sockets::Sockets;
 use crate::wire::TcpInFrame;
@@ -120,7 +121,31 @@ pub struct TcpSlot {
     /// Loss recovery from the peer's SACK blocks, and its newest ACK.
     recovery: Recovery,
     /// Segments handed in with a newer ACK, not yet added to the counters.
+    #[cfg(feature = "recovery")]
     stale_acks: u32,
+}
+
+/// Without the `recovery` feature a slot keeps no recovery state: a zero-sized stand-in that
+/// never rewrites a segment nor starts a recovery.
+#[cfg(not(feature = "recovery"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovery;
+
+#[cfg(not(feature = "recovery"))]
+impl Recovery {
+    const NEW: Self = Self;
+
+    pub(crate) fn freshen(
+        &mut self,
+        _segment: &crate::recovery::Segment,
+        _verified: impl FnOnce() -> bool,
+    ) -> Option<(u32, u16)> {
+        None
+    }
+
+    pub(crate) fn start(&mut self, _ack: u32, _now: Instant) -> bool {
+        false
+    }
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -138,6 +163,7 @@ impl TcpSlot {
         recycle: false,
         nudge: false,
         recovery: Recovery::NEW,
+        #[cfg(feature = "recovery")]
         stale_acks: 0,
     };
 
@@ -184,7 +210,18 @@ impl TcpSlot {
 
     /// A segment of this slot's peer was handed in with a newer ACK than it carried.
     pub(crate) fn count_stale_ack(&mut self) {
-        self.stale_acks = self.stale_acks.wrapping_add(1);
+        #[cfg(feature = "recovery")]
+        {
+            self.stale_acks = self.stale_acks.wrapping_add(1);
+        }
+    }
+
+    /// Stale ACKs counted since the last call.
+    fn take_stale_acks(&mut self) -> u32 {
+        #[cfg(feature = "recovery")]
+        return core::mem::take(&mut self.stale_acks);
+        #[cfg(not(feature = "recovery"))]
+        0
     }
 
     fn listening(&mut self) {
@@ -314,8 +351,7 @@ impl<'a> TcpSlots<'a> {
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
-                bump(&mut counters.stale_acks, u64::from(slot.stale_acks));
-                slot.stale_acks = 0;
+                bump(&mut counters.stale_acks, u64::from(slot.take_stale_acks()));
                 if let Some(socket) = socket {
                     let holder = slot.conn.idle_holder_since().is_some();
                     let timed_out = counters.timed_out;
