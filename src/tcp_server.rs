@@ -339,7 +339,6 @@ impl<'a> TcpSlots<'a> {
         handshake: Option<Duration>,
     ) -> bool {
         let mut progressed = false;
-        let mut recycle = false;
         let config = self.config;
         let timeouts = config.timeouts(handshake);
         // A proven client is no flood: the configured handshake limit, not the flood's.
@@ -361,36 +360,29 @@ impl<'a> TcpSlots<'a> {
                         &timeouts
                     };
                     progressed |= drive(slot, socket, now, &config, limits, counters);
-                    recycle |= slot.recycle;
                     if holder && counters.timed_out != timed_out {
                         *idle_freed = idle_freed.saturating_add(1);
                     }
                 }
             },
         );
-        let mut nudged = false;
-        for slot in self.slots.iter_mut().filter(|s| s.nudge) {
-            slot.nudge = false;
-            if let Some(old) = slot.handle
-                && let Some(handle) = renew(sockets, old)
-            {
-                slot.handle = Some(handle);
-                nudged |= handle != old;
+        // What needs the whole set, in one pass: recycling (which renews the entry too), and
+        // a fresh entry for a slot whose peer proved itself.
+        let mut sort = false;
+        let mut may_free = false;
+        for slot in self.slots.iter_mut() {
+            if slot.recycle {
+                sort |= recycle_slot(slot, sockets, &config);
+            } else if slot.nudge {
+                sort |= renew_slot(slot, sockets);
             }
+            slot.nudge = false;
+            may_free |= slot.conn.may_free();
         }
-        if nudged {
+        if sort {
             sort_by_handle(&mut self.slots);
         }
-        if recycle {
-            let mut sort = false;
-            for slot in self.slots.iter_mut().filter(|s| s.recycle) {
-                sort |= recycle_slot(slot, sockets, &config);
-            }
-            if sort {
-                sort_by_handle(&mut self.slots);
-            }
-        }
-        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
+        self.may_free = may_free;
         progressed
     }
 
@@ -554,15 +546,26 @@ fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpCon
         configure(socket, config);
         listening
     });
-    let Some(handle) = renew(sockets, old) else {
-        return false;
-    };
-    slot.handle = Some(handle);
+    let moved = renew_slot(slot, sockets);
     if listening {
         slot.listening();
     } else {
         slot.conn = EchoConn::new();
     }
+    moved
+}
+
+/// Move a slot's socket into a fresh set entry (see [`renew`]). Returns whether its handle
+/// changed (the slots must be sorted again).
+#[inline(never)]
+fn renew_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>) -> bool {
+    let Some(old) = slot.handle else {
+        return false;
+    };
+    let Some(handle) = renew(sockets, old) else {
+        return false;
+    };
+    slot.handle = Some(handle);
     handle != old
 }
 
