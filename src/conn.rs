@@ -383,41 +383,24 @@ impl EchoConn {
     }
 
     fn echo_step(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
-        match obs.link {
-            Link::Open => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Echoing;
-                self.echo_or_idle(now, obs, timeouts)
-            }
-            Link::PeerClosed => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Draining;
-                if obs.rx_queued == 0 {
-                    self.phase = Phase::Closing;
-                    Step::act(Action::Close)
-                } else {
-                    self.echo_or_idle(now, obs, timeouts)
-                }
-            }
+        self.phase = match obs.link {
+            Link::Open => Phase::Echoing,
+            Link::PeerClosed if obs.rx_queued == 0 => Phase::Closing,
+            Link::PeerClosed => Phase::Draining,
             // Our side never closes while echoing, so a closing socket means it was closed for
             // us; treat it like our own close.
-            Link::Finishing => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Closing;
-                self.idle_check(now, timeouts)
-            }
+            Link::Finishing => Phase::Closing,
             Link::Done | Link::ResetPending | Link::Listening | Link::Handshake => {
-                self.peer_reset(now, obs)
+                return self.peer_reset(now, obs);
             }
-        }
-    }
-
-    fn echo_or_idle(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
+        };
+        self.note_activity(now, obs);
         let max = obs.rx_queued.min(obs.tx_free);
-        if max > 0 {
-            Step::act(Action::Echo { max })
-        } else {
-            self.idle_check(now, timeouts)
+        match obs.link {
+            // The peer's FIN, and everything before it echoed: send ours.
+            Link::PeerClosed if obs.rx_queued == 0 => Step::act(Action::Close),
+            Link::Open | Link::PeerClosed if max > 0 => Step::act(Action::Echo { max }),
+            _ => self.idle_check(now, timeouts),
         }
     }
 
