@@ -82,7 +82,7 @@ impl<'a> EchoNode<'a> {
         // UDP first: its socket is found by a scan of the set, which then ends at once.
         let udp = UdpEcho::new(udp, udp_buffers, sockets)?;
         let defer = tcp.overflow == Overflow::Defer;
-        let tcp = TcpSlots::new(tcp, slots, rx, tx, sockets)?;
+        let tcp = TcpSlots::new(tcp, slots, rx, tx, sockets);
         let mut admission = Admission::new(tcp.config().port, defer, backlog);
         admission.recount(Instant::ZERO, tcp.slots());
         Ok(Self {

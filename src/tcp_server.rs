@@ -15,7 +15,6 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
-use crate::Error;
 use crate::admission::Reclaim;
 use crate::conn::{
     Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts, earliest,
@@ -255,37 +254,38 @@ pub(crate) struct TcpSlots<'a> {
 
 impl<'a> TcpSlots<'a> {
     /// One listening socket per slot in `sockets`, over equal shares of `rx` and `tx`.
+    ///
+    /// `EchoNode::new` checked all that could fail here before anything was added: the port,
+    /// the slot count, a byte of each buffer per slot and the set's room. Should a socket
+    /// still not be made, its slot stays without one and never listens.
     pub(crate) fn new(
         config: TcpConfig,
         mut slots: ManagedSlice<'a, TcpSlot>,
         rx: &'a mut [u8],
         tx: &'a mut [u8],
         sockets: &mut Sockets<'a>,
-    ) -> Result<Self, Error> {
-        // `EchoNode::new` checked the port, the slot count and the set's room before anything
-        // was added; what fails here still fails as an error (port 0 in `listen`, a full set
-        // in `add`), and no slots means no share.
+    ) -> Self {
         let n = slots.len();
-        let rx_share = rx.len().checked_div(n).unwrap_or(0);
-        let tx_share = tx.len().checked_div(n).unwrap_or(0);
-        if rx_share == 0 || tx_share == 0 {
-            return Err(Error::BufferTooSmall);
-        }
+        // Never 0, which `chunks_mut` rejects.
+        let rx_share = rx.len().checked_div(n).unwrap_or(0).max(1);
+        let tx_share = tx.len().checked_div(n).unwrap_or(0).max(1);
         let buffers = rx.chunks_mut(rx_share).zip(tx.chunks_mut(tx_share));
         for (slot, (rx, tx)) in slots.iter_mut().zip(buffers) {
             *slot = TcpSlot::EMPTY;
-            slot.handle = Some(listening_socket(rx, tx, &config, sockets)?);
-            // Listening at once, so the first SYN finds a listener.
-            slot.listening();
+            slot.handle = listening_socket(rx, tx, &config, sockets);
+            if slot.handle.is_some() {
+                // Listening at once, so the first SYN finds a listener.
+                slot.listening();
+            }
         }
         sort_by_handle(&mut slots);
-        Ok(Self {
+        Self {
             config,
             slots,
             counters: TcpCounters::default(),
             idle_freed: 0,
             may_free: false,
-        })
+        }
     }
 
     pub(crate) fn config(&self) -> &TcpConfig {
@@ -464,12 +464,12 @@ fn listening_socket<'a>(
     tx: &'a mut [u8],
     config: &TcpConfig,
     sockets: &mut Sockets<'a>,
-) -> Result<SocketHandle, Error> {
+) -> Option<SocketHandle> {
     let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
     configure(&mut socket, config);
-    // Fails only on port 0, which `new` rejected.
-    socket.listen(config.port).map_err(|_| Error::InvalidPort)?;
-    sockets.add(socket)
+    // Fails only on port 0, which `EchoNode::new` rejected.
+    socket.listen(config.port).ok()?;
+    sockets.add(socket).ok()
 }
 
 fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
