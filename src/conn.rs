@@ -334,15 +334,16 @@ impl EchoConn {
     /// The earliest instant at which [`step`](Self::step) may decide something new without a
     /// change on the socket, or `None` when only socket activity can change anything.
     pub fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
-        match self.phase {
-            Phase::Unbound => Some(Instant::ZERO),
-            Phase::Listening => None,
-            Phase::HalfOpen { since } => timeouts.handshake.map(|t| later(since, t)),
+        let (since, limit) = match self.phase {
+            Phase::Unbound => return Some(Instant::ZERO),
+            Phase::Listening => return None,
+            Phase::HalfOpen { since } => (since, timeouts.handshake?),
             Phase::Echoing | Phase::Draining | Phase::Closing => {
-                timeouts.idle.map(|t| later(self.last_activity, t))
+                (self.last_activity, timeouts.idle?)
             }
-            Phase::Aborting { since } => Some(later(since, RST_GRACE)),
-        }
+            Phase::Aborting { since } => (since, RST_GRACE),
+        };
+        Some(later(since, limit))
     }
 
     fn listen_step(&mut self, obs: Observation) -> Step {
