@@ -466,17 +466,23 @@ fn listening_socket<'a>(
     sockets: &mut Sockets<'a>,
 ) -> Option<SocketHandle> {
     let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
-    configure(&mut socket, config);
-    // Fails only on port 0, which `EchoNode::new` rejected.
-    socket.listen(config.port).ok()?;
+    if !listen(&mut socket, config) {
+        return None;
+    }
     sockets.add(socket).ok()
 }
 
-fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
+/// Put `socket` in LISTEN on the service port, with the service's settings (`listen` resets
+/// them). Fails only on port 0, which `EchoNode::new` rejects, or on an open socket. Not
+/// inlined: one copy serves every caller.
+#[inline(never)]
+fn listen(socket: &mut tcp::Socket<'_>, config: &TcpConfig) -> bool {
+    let listening = socket.listen(config.port).is_ok();
     // An echo answers what it gets at once; Nagle would hold small echoes for an ACK.
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(config.ack_delay);
     socket.set_keep_alive(config.keep_alive);
+    listening
 }
 
 /// Step one slot until it has nothing more to do (bounded). Returns whether it acted.
@@ -498,13 +504,11 @@ fn drive(
         match step.action {
             Action::Wait => break,
             Action::Listen => {
-                // listen() only fails on port 0 (checked at construction) or an open socket,
-                // which the state machine never asks for.
-                if socket.listen(config.port).is_err() {
+                // The state machine never asks to listen on an open socket.
+                if !listen(socket, config) {
                     socket.abort();
                     break;
                 }
-                configure(socket, config);
                 slot.listening();
             }
             Action::Echo { max } => {
@@ -542,9 +546,7 @@ fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpCon
     // abort() then listen(): listen() resets the socket, so no RST is ever sent.
     let listening = find_mut::<tcp::Socket>(sockets, old).is_some_and(|socket| {
         socket.abort();
-        let listening = socket.listen(config.port).is_ok();
-        configure(socket, config);
-        listening
+        listen(socket, config)
     });
     let moved = renew_slot(slot, sockets);
     if listening {
