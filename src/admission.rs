@@ -141,8 +141,8 @@ pub(crate) enum Verdict {
     Take,
 }
 
-/// How a slot is taken back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a slot is taken back, in the order the policy prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Reclaim {
     /// A half-open connection, forgotten without an RST (SYN flood).
     Recycle,
@@ -343,27 +343,24 @@ impl<'a> Admission<'a> {
     pub(crate) fn victim(&self, slots: &[TcpSlot]) -> Option<(usize, Reclaim)> {
         let now = self.now;
         let pressure = self.under_pressure(now);
-        // One pass for both kinds (one loop in flash, not one per kind): the oldest
-        // half-open slot with no sign of life, and the longest idle holder.
-        let mut half_open: Option<(Instant, usize)> = None;
-        let mut idle: Option<(Instant, usize)> = None;
+        // One pass for both kinds: a half-open slot with no sign of life before any idle
+        // holder (`Reclaim` orders them so), and the oldest of its kind.
+        let mut best: Option<(Reclaim, Instant, usize)> = None;
         for (i, slot) in slots.iter().enumerate() {
-            let (best, since) = match slot.conn().phase() {
-                Phase::HalfOpen { since } if pressure && !slot.proven() => (&mut half_open, since),
+            let (how, since) = match slot.conn().phase() {
+                Phase::HalfOpen { since } if pressure && !slot.proven() => (Reclaim::Recycle, since),
                 _ => match slot.conn().idle_holder_since() {
-                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => (&mut idle, since),
+                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => {
+                        (Reclaim::Evict, since)
+                    }
                     _ => continue,
                 },
             };
-            if best.is_none_or(|(t, _)| since < t) {
-                *best = Some((since, i));
+            if best.is_none_or(|(best_how, best_since, _)| (how, since) < (best_how, best_since)) {
+                best = Some((how, since, i));
             }
         }
-        match (half_open, idle) {
-            (Some((_, i)), _) => Some((i, Reclaim::Recycle)),
-            (None, Some((_, i))) => Some((i, Reclaim::Evict)),
-            (None, None) => None,
-        }
+        best.map(|(how, _, i)| (i, how))
     }
 
     /// Whether a client waits in the backlog.
