@@ -289,9 +289,10 @@ impl<'a> EchoNode<'a> {
             self.tcp.abort(slot, sockets);
             iface.poll_egress(now, device, sockets);
         }
-        let listening = self.tcp.reclaim(slot, how, sockets);
+        self.tcp.reclaim(slot, how, sockets);
         self.admission.recount(now, self.tcp.slots());
-        if listening {
+        // The slot listens again (no other did, or it would not have been taken back).
+        if self.admission.listeners() > 0 {
             self.hand_in(now, iface, device, sockets, true);
         }
         true

@@ -404,12 +404,11 @@ impl<'a> TcpSlots<'a> {
         }
     }
 
-    /// Give slot `i` back to listening for a waiting client, counting why. Returns whether it
-    /// listens again.
-    pub(crate) fn reclaim(&mut self, i: usize, how: Reclaim, sockets: &mut SocketSet<'_>) -> bool {
+    /// Give slot `i` back to listening for a waiting client, counting why.
+    pub(crate) fn reclaim(&mut self, i: usize, how: Reclaim, sockets: &mut SocketSet<'_>) {
         let config = self.config;
         let Some(slot) = self.slots.get_mut(i) else {
-            return false;
+            return;
         };
         match how {
             Reclaim::Evict => {
@@ -420,13 +419,10 @@ impl<'a> TcpSlots<'a> {
             }
             Reclaim::Recycle => bump(&mut self.counters.half_open_recycled, 1),
         }
-        let moved = recycle_slot(slot, sockets, &config);
-        let listening = slot.conn.phase() == Phase::Listening;
-        if moved {
+        if recycle_slot(slot, sockets, &config) {
             sort_by_handle(&mut self.slots);
         }
         self.may_free = self.slots.iter().any(|s| s.conn.may_free());
-        listening
     }
 
     /// The earliest instant at which a slot needs service without network activity.
