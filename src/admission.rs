@@ -348,7 +348,9 @@ impl<'a> Admission<'a> {
         let mut best: Option<(Reclaim, Instant, usize)> = None;
         for (i, slot) in slots.iter().enumerate() {
             let (how, since) = match slot.conn().phase() {
-                Phase::HalfOpen { since } if pressure && !slot.proven() => (Reclaim::Recycle, since),
+                Phase::HalfOpen { since } if pressure && !slot.proven() => {
+                    (Reclaim::Recycle, since)
+                }
                 _ => match slot.conn().idle_holder_since() {
                     Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => {
                         (Reclaim::Evict, since)

@@ -806,7 +806,10 @@ mod tests {
 
     #[test]
     fn time_arithmetic_is_exact_up_to_the_ends_of_the_clock() {
-        let (min, max) = (Instant::from_micros(i64::MIN), Instant::from_micros(i64::MAX));
+        let (min, max) = (
+            Instant::from_micros(i64::MIN),
+            Instant::from_micros(i64::MAX),
+        );
         let us = Duration::from_micros;
         assert_eq!(elapsed(ms(3), ms(5)), Duration::from_millis(2));
         assert_eq!(elapsed(ms(5), ms(3)), Duration::ZERO, "backwards");
@@ -816,7 +819,10 @@ mod tests {
         assert_eq!(later(min, us(u64::MAX)), max, "exactly the top");
         assert_eq!(later(min, us(1)), Instant::from_micros(i64::MIN + 1));
         let minus5 = Instant::from_micros(-5);
-        assert_eq!(later(minus5, us((1 << 63) + 3)), Instant::from_micros(i64::MAX - 1));
+        assert_eq!(
+            later(minus5, us((1 << 63) + 3)),
+            Instant::from_micros(i64::MAX - 1)
+        );
         assert_eq!(later(minus5, us((1 << 63) + 4)), max);
         assert_eq!(later(max, us(1)), max, "saturates");
         assert_eq!(later(ms(1), us(u64::MAX)), max);
