@@ -24,6 +24,7 @@ for l in sys.stdin:
     if m.get("reason")=="compiler-artifact" and m["target"]["name"]=="sim_echo" and m.get("executable"):
         print(m["executable"])')
 "$sim" core 4
+"$sim" core-no-recovery 4
 "$sim" bare 4
 
 probe=smolecho-bench-probe-$$

@@ -2,7 +2,7 @@
 //! instruction counting under callgrind (see `BENCHMARKS.md`, `benches/callgrind.sh`).
 //!
 //! ```text
-//! sim_echo core|bare MIB
+//! sim_echo core|core-no-recovery|bare MIB
 //! ```
 //!
 //! One client (a plain smoltcp TCP socket, side B of a [`smolecho::sim::Link`]) sends `MIB`
@@ -10,7 +10,8 @@
 //! A) is either
 //!
 //! - `core`: an [`EchoNode`] with 8 slots of 128 KiB + 128 KiB and a UDP service, as
-//!   `examples/tap_server.rs` builds it, polled with [`EchoNode::poll`]; or
+//!   `examples/tap_server.rs` builds it, polled with [`EchoNode::poll`]
+//!   (`core-no-recovery`: the same with loss and reordering recovery off); or
 //! - `bare`: the loop one would write by hand with smoltcp alone: the same 8 sockets with the
 //!   same buffers and settings (Nagle off, 10 ms ACK delay) and a UDP socket, `Interface::poll`
 //!   then, per socket, `recv_slice` into a scratch buffer and `send_slice`.
@@ -36,7 +37,7 @@ const TCP_TX: usize = 128 * 1024;
 const UDP_PACKETS: usize = 64;
 const UDP_BYTES: usize = 96 * 1024;
 /// The bare loop's scratch buffer (the core copies through a 2 KiB one on 64-bit hosts).
-const SCRATCH: usize = 1024;
+const SCRATCH: usize = 4096;
 /// Frames each direction of the link holds: more than a full 128 KiB window of segments.
 const LINK_FRAMES: usize = 256;
 const PORT: u16 = 7;
@@ -49,7 +50,7 @@ type SimLink = Link<LINK_FRAMES>;
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mode, mib) = match (args.first().map(String::as_str), args.get(1)) {
-        (Some(m @ ("core" | "bare")), Some(n)) => match n.parse::<u64>() {
+        (Some(m @ ("core" | "core-no-recovery" | "bare")), Some(n)) => match n.parse::<u64>() {
             Ok(n) if n > 0 => (m.to_string(), n),
             _ => return usage(),
         },
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    println!("usage: sim_echo core|bare MIB");
+    println!("usage: sim_echo core|core-no-recovery|bare MIB");
     ExitCode::SUCCESS
 }
 
@@ -160,7 +161,7 @@ fn server_addrs() -> [IpCidr; 1] {
     [IpCidr::new(IpAddress::v4(10, 0, 0, 1), 24)]
 }
 
-fn core_server(link: &mut SimLink) -> Core {
+fn core_server(link: &mut SimLink, recovery: bool) -> Core {
     let iface = sim::interface(&mut link.end(Side::A), 1, &server_addrs(), Instant::ZERO);
     let mut sockets = Sockets::new(leak([SocketStorage::EMPTY; SLOTS + 1]).as_mut_slice());
     // Slices from the heap, as a host program sizes its pool (no listen backlog: one client).
@@ -181,6 +182,8 @@ fn core_server(link: &mut SimLink) -> Core {
         udp,
     )
     .expect("the node fits its socket set");
+    let mut node = node;
+    node.set_recovery(recovery);
     Core {
         iface,
         sockets,
@@ -227,7 +230,8 @@ fn pattern_byte(i: u64) -> u8 {
 fn run(mode: &str, total: u64) -> Result<u64, String> {
     let link: &mut SimLink = leak(Link::new());
     let mut server: Box<dyn Server> = match mode {
-        "core" => Box::new(core_server(link)),
+        "core" => Box::new(core_server(link, true)),
+        "core-no-recovery" => Box::new(core_server(link, false)),
         _ => Box::new(bare_server(link)),
     };
     let client_addrs = [IpCidr::new(IpAddress::v4(10, 0, 0, 2), 24)];

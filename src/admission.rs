@@ -100,6 +100,14 @@ impl HeldSyn {
         self.frame.is_empty()
     }
 
+    /// Keep `frame` (at most `MAX_SYN_FRAME` bytes), received `now`.
+    fn hold(&mut self, now: Instant, frame: &[u8]) {
+        self.last = now;
+        self.frame.clear();
+        // Fits: the caller checked its length.
+        let _ = self.frame.extend_from_slice(frame);
+    }
+
     /// The frame to hand to the interface.
     pub(crate) fn frame(&self) -> &[u8] {
         &self.frame
@@ -133,8 +141,8 @@ pub(crate) enum Verdict {
     Take,
 }
 
-/// How a slot is taken back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a slot is taken back, in the order the policy prefers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Reclaim {
     /// A half-open connection, forgotten without an RST (SYN flood).
     Recycle,
@@ -149,11 +157,11 @@ pub(crate) struct Admission<'a> {
     defer: bool,
     /// Waiting clients (Overflow::Defer).
     backlog: ManagedSlice<'a, HeldSyn>,
-    /// The SYN a slot is being taken for, when there is no backlog to keep it in.
+    /// Without a backlog, the one place for the SYN a slot is being taken back for.
     taker: HeldSyn,
     /// Listeners not yet promised to a SYN since the slots were last counted.
     listeners: usize,
-    /// Occupied places in the backlog.
+    /// Occupied places (in the backlog, or the taker's).
     waiting: usize,
     /// No slot could be taken back at the last look since the slots were counted.
     no_victim: bool,
@@ -252,7 +260,7 @@ impl<'a> Admission<'a> {
             self.pressure_until = None;
         }
         if self.waiting > 0 {
-            for entry in self.backlog.iter_mut() {
+            for entry in places(&mut self.backlog, &mut self.taker) {
                 if !entry.is_free() && elapsed(entry.last, now) >= BACKLOG_MAX_AGE {
                     // Only the frame marks a place taken.
                     entry.frame.clear();
@@ -294,13 +302,14 @@ impl<'a> Admission<'a> {
     }
 
     /// Judge one received frame, whose TCP segment (if any) is already found.
+    #[inline]
     pub(crate) fn judge_parsed(
         &mut self,
         tcp: Option<&TcpInFrame>,
         frame: &[u8],
         slots: &mut [TcpSlot],
     ) -> Verdict {
-        let Some(source) = syn_source(tcp, self.port) else {
+        let Some(source) = syn_source(tcp, frame, self.port) else {
             return Verdict::Pass;
         };
         if let Some(slot) = slots.iter_mut().find(|s| s.peer() == Some(source)) {
@@ -312,23 +321,16 @@ impl<'a> Admission<'a> {
             return Verdict::Admit;
         }
         if self.victim(slots).is_some() {
-            if self.backlog.is_empty() {
-                // Filled in place (no temporary): an empty, free place when the frame is
-                // too large to keep.
-                let taker = &mut self.taker;
-                (taker.source, taker.first, taker.last) = (source, self.now, self.now);
-                taker.frame.clear();
-                if taker.frame.extend_from_slice(frame).is_err() {
-                    taker.frame.clear();
-                }
-            } else {
-                self.keep(source, frame);
-            }
+            // In the backlog, or in the taker's place without one.
+            self.keep(source, frame);
             return Verdict::Take;
         }
         if self.defer {
             bump(&mut self.held, 1);
-            self.keep(source, frame);
+            // Without a backlog a held SYN is not kept: its client retransmits.
+            if !self.backlog.is_empty() {
+                self.keep(source, frame);
+            }
             Verdict::Hold
         } else {
             bump(&mut self.refused, 1);
@@ -341,27 +343,26 @@ impl<'a> Admission<'a> {
     pub(crate) fn victim(&self, slots: &[TcpSlot]) -> Option<(usize, Reclaim)> {
         let now = self.now;
         let pressure = self.under_pressure(now);
-        // One pass for both kinds (one loop in flash, not one per kind): the oldest
-        // half-open slot with no sign of life, and the longest idle holder.
-        let mut half_open: Option<(Instant, usize)> = None;
-        let mut idle: Option<(Instant, usize)> = None;
+        // One pass for both kinds: a half-open slot with no sign of life before any idle
+        // holder (`Reclaim` orders them so), and the oldest of its kind.
+        let mut best: Option<(Reclaim, Instant, usize)> = None;
         for (i, slot) in slots.iter().enumerate() {
-            let (best, since) = match slot.conn().phase() {
-                Phase::HalfOpen { since } if pressure && !slot.proven() => (&mut half_open, since),
+            let (how, since) = match slot.conn().phase() {
+                Phase::HalfOpen { since } if pressure && !slot.proven() => {
+                    (Reclaim::Recycle, since)
+                }
                 _ => match slot.conn().idle_holder_since() {
-                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => (&mut idle, since),
+                    Some(since) if elapsed(since, now) >= IDLE_HOLDER_AFTER => {
+                        (Reclaim::Evict, since)
+                    }
                     _ => continue,
                 },
             };
-            if best.is_none_or(|(t, _)| since < t) {
-                *best = Some((since, i));
+            if best.is_none_or(|(best_how, best_since, _)| (how, since) < (best_how, best_since)) {
+                best = Some((how, since, i));
             }
         }
-        match (half_open, idle) {
-            (Some((_, i)), _) => Some((i, Reclaim::Recycle)),
-            (None, Some((_, i))) => Some((i, Reclaim::Evict)),
-            (None, None) => None,
-        }
+        best.map(|(how, _, i)| (i, how))
     }
 
     /// Whether a client waits in the backlog.
@@ -380,16 +381,20 @@ impl<'a> Admission<'a> {
         victim
     }
 
-    /// Take the next waiting client out of the backlog: the oldest for a slot that freed by
-    /// itself, the newest (or the SYN that asked) for a slot taken back.
-    pub(crate) fn next_waiter(&mut self, newest: bool) -> Option<HeldSyn> {
-        if !self.taker.is_free() {
-            return Some(core::mem::replace(&mut self.taker, HeldSyn::EMPTY));
-        }
+    /// Hand the next waiting client to `f` and forget it: the oldest for a slot that freed by
+    /// itself, the newest (or the SYN that asked, without a backlog) for a slot taken back.
+    pub(crate) fn take_waiter<R>(
+        &mut self,
+        newest: bool,
+        f: impl FnOnce(&HeldSyn) -> R,
+    ) -> Option<R> {
         // One loop for both ends of the queue; ties go to the later place for the newest and
         // the earlier for the oldest.
         let mut pick: Option<&mut HeldSyn> = None;
-        for held in self.backlog.iter_mut().filter(|h| !h.is_free()) {
+        for held in places(&mut self.backlog, &mut self.taker) {
+            if held.is_free() {
+                continue;
+            }
             let better = pick.as_ref().is_none_or(|p| {
                 if newest {
                     held.first >= p.first
@@ -403,12 +408,9 @@ impl<'a> Admission<'a> {
         }
         let entry = pick?;
         self.waiting = self.waiting.saturating_sub(1);
-        Some(core::mem::replace(entry, HeldSyn::EMPTY))
-    }
-
-    /// A listener was handed a held SYN (the slots are counted again after the next service).
-    pub(crate) fn listener_used(&mut self) {
-        self.listeners = self.listeners.saturating_sub(1);
+        let handed = f(entry);
+        entry.frame.clear();
+        Some(handed)
     }
 
     /// Listeners free since the last count.
@@ -417,26 +419,23 @@ impl<'a> Admission<'a> {
     }
 
     /// Keep a copy of a held SYN. A retransmission replaces its client's earlier copy and keeps
-    /// its place; when the backlog is full the longest-waiting copy makes room.
+    /// its place; when every place is taken the longest-waiting copy makes room.
     fn keep(&mut self, source: IpEndpoint, frame: &[u8]) {
-        let now = self.now;
-        if self.backlog.is_empty() {
+        // A SYN too large to keep is held without a copy: its client retransmits.
+        if frame.len() > MAX_SYN_FRAME {
             return;
         }
-        // A SYN too large to keep is held without a copy: its client retransmits.
-        let Ok(copy) = heapless::Vec::from_slice(frame) else {
-            return;
-        };
+        let now = self.now;
+        let places = places(&mut self.backlog, &mut self.taker);
         // One pass: the client's earlier copy, else the first free place, else the
         // longest-waiting copy.
         let mut free = None;
         let mut oldest: Option<(Instant, usize)> = None;
-        for (i, held) in self.backlog.iter_mut().enumerate() {
+        for (i, held) in places.iter_mut().enumerate() {
             if held.is_free() {
                 free = free.or(Some(i));
             } else if held.source == source {
-                held.frame = copy;
-                held.last = now;
+                held.hold(now, frame);
                 return;
             } else if oldest.is_none_or(|(first, _)| held.first < first) {
                 oldest = Some((held.first, i));
@@ -449,14 +448,19 @@ impl<'a> Admission<'a> {
             }
             None => oldest.map(|(_, i)| i),
         };
-        if let Some(entry) = place.and_then(|i| self.backlog.get_mut(i)) {
-            *entry = HeldSyn {
-                source,
-                first: now,
-                last: now,
-                frame: copy,
-            };
+        if let Some(entry) = place.and_then(|i| places.get_mut(i)) {
+            (entry.source, entry.first) = (source, now);
+            entry.hold(now, frame);
         }
+    }
+}
+
+/// Where waiting clients are kept: the backlog, or without one the taker's place.
+fn places<'p>(backlog: &'p mut [HeldSyn], taker: &'p mut HeldSyn) -> &'p mut [HeldSyn] {
+    if backlog.is_empty() {
+        core::slice::from_mut(taker)
+    } else {
+        backlog
     }
 }
 
@@ -506,6 +510,7 @@ mod tests {
         assert_eq!(judge(&mut a, &mut slots, 1000), Verdict::Admit);
         assert_eq!(judge(&mut a, &mut slots, 1001), Verdict::Admit);
         assert_eq!(judge(&mut a, &mut slots, 1002), Verdict::Hold);
+        assert!(!a.has_waiters(), "no backlog: held, not kept");
         let other = frames::tcp(
             &Peer::client_v4(1003),
             &Peer::server_v4(PORT),
@@ -557,10 +562,12 @@ mod tests {
             "the oldest half-open"
         );
         assert_eq!(judge(&mut a, &mut slots, 5000), Verdict::Take);
+        assert!(a.has_waiters(), "without a backlog, in the taker's place");
         assert_eq!(
-            a.next_waiter(true).map(|w| w.source()),
+            a.take_waiter(true, HeldSyn::source),
             Some(Peer::client_v4(5000).endpoint())
         );
+        assert!(!a.has_waiters());
         assert_eq!(
             a.handshake_limit(ms(300), Some(Duration::from_secs(5))),
             Some(SYN_PRESSURE_HANDSHAKE)
@@ -637,11 +644,12 @@ mod tests {
         }
         assert!(a.has_waiters());
         // A retransmission keeps its client's place.
-        assert_eq!(a.next_waiter(false).map(|w| w.source().port), Some(100));
-        assert_eq!(a.next_waiter(true).map(|w| w.source().port), Some(102));
-        assert_eq!(a.next_waiter(true).map(|w| w.source().port), Some(101));
+        let mut next = |newest| a.take_waiter(newest, |w| w.source().port);
+        assert_eq!(next(false), Some(100));
+        assert_eq!(next(true), Some(102));
+        assert_eq!(next(true), Some(101));
+        assert_eq!(next(false), None);
         assert!(!a.has_waiters());
-        assert_eq!(a.next_waiter(false), None);
         // Stale waiters are forgotten.
         a.recount(ms(100), &slots);
         judge(&mut a, &mut slots, 200);

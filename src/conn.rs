@@ -334,15 +334,16 @@ impl EchoConn {
     /// The earliest instant at which [`step`](Self::step) may decide something new without a
     /// change on the socket, or `None` when only socket activity can change anything.
     pub fn deadline(&self, timeouts: &Timeouts) -> Option<Instant> {
-        match self.phase {
-            Phase::Unbound => Some(Instant::ZERO),
-            Phase::Listening => None,
-            Phase::HalfOpen { since } => timeouts.handshake.map(|t| later(since, t)),
+        let (since, limit) = match self.phase {
+            Phase::Unbound => return Some(Instant::ZERO),
+            Phase::Listening => return None,
+            Phase::HalfOpen { since } => (since, timeouts.handshake?),
             Phase::Echoing | Phase::Draining | Phase::Closing => {
-                timeouts.idle.map(|t| later(self.last_activity, t))
+                (self.last_activity, timeouts.idle?)
             }
-            Phase::Aborting { since } => Some(later(since, RST_GRACE)),
-        }
+            Phase::Aborting { since } => (since, RST_GRACE),
+        };
+        Some(later(since, limit))
     }
 
     fn listen_step(&mut self, obs: Observation) -> Step {
@@ -383,41 +384,24 @@ impl EchoConn {
     }
 
     fn echo_step(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
-        match obs.link {
-            Link::Open => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Echoing;
-                self.echo_or_idle(now, obs, timeouts)
-            }
-            Link::PeerClosed => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Draining;
-                if obs.rx_queued == 0 {
-                    self.phase = Phase::Closing;
-                    Step::act(Action::Close)
-                } else {
-                    self.echo_or_idle(now, obs, timeouts)
-                }
-            }
+        self.phase = match obs.link {
+            Link::Open => Phase::Echoing,
+            Link::PeerClosed if obs.rx_queued == 0 => Phase::Closing,
+            Link::PeerClosed => Phase::Draining,
             // Our side never closes while echoing, so a closing socket means it was closed for
             // us; treat it like our own close.
-            Link::Finishing => {
-                self.note_activity(now, obs);
-                self.phase = Phase::Closing;
-                self.idle_check(now, timeouts)
-            }
+            Link::Finishing => Phase::Closing,
             Link::Done | Link::ResetPending | Link::Listening | Link::Handshake => {
-                self.peer_reset(now, obs)
+                return self.peer_reset(now, obs);
             }
-        }
-    }
-
-    fn echo_or_idle(&mut self, now: Instant, obs: Observation, timeouts: &Timeouts) -> Step {
+        };
+        self.note_activity(now, obs);
         let max = obs.rx_queued.min(obs.tx_free);
-        if max > 0 {
-            Step::act(Action::Echo { max })
-        } else {
-            self.idle_check(now, timeouts)
+        match obs.link {
+            // The peer's FIN, and everything before it echoed: send ours.
+            Link::PeerClosed if obs.rx_queued == 0 => Step::act(Action::Close),
+            Link::Open | Link::PeerClosed if max > 0 => Step::act(Action::Echo { max }),
+            _ => self.idle_check(now, timeouts),
         }
     }
 
@@ -454,15 +438,27 @@ impl EchoConn {
 
 /// `now - since`, zero if the clock went backwards.
 pub(crate) fn elapsed(since: Instant, now: Instant) -> Duration {
-    Duration::from_micros(
-        u64::try_from(now.total_micros().saturating_sub(since.total_micros())).unwrap_or(0),
-    )
+    let (since, now) = (since.total_micros(), now.total_micros());
+    // A positive difference of two i64 always fits a u64: the wrapped difference is exact
+    // (cheaper than saturating, which costs overflow checks on 32-bit targets).
+    Duration::from_micros(if now > since {
+        now.wrapping_sub(since) as u64
+    } else {
+        0
+    })
 }
 
 /// `t + d`, saturating instead of overflowing on absurd values.
 pub(crate) fn later(t: Instant, d: Duration) -> Instant {
-    let d = i64::try_from(d.total_micros()).unwrap_or(i64::MAX);
-    Instant::from_micros(t.total_micros().saturating_add(d))
+    let (t, d) = (t.total_micros(), d.total_micros());
+    // As in `elapsed`: the room left above `t` fits a u64 exactly, and below it the wrapped
+    // sum is exact.
+    let room = i64::MAX.wrapping_sub(t) as u64;
+    Instant::from_micros(if d < room {
+        t.wrapping_add(d as i64)
+    } else {
+        i64::MAX
+    })
 }
 
 /// The earlier of two deadlines (`None`: no deadline). Smaller in flash than collecting
@@ -806,6 +802,30 @@ mod tests {
         let mut c = echoing();
         assert_eq!(c.step(ms(1), at(Link::Finishing), &T).action, Action::Wait);
         assert_eq!(c.phase(), Phase::Closing);
+    }
+
+    #[test]
+    fn time_arithmetic_is_exact_up_to_the_ends_of_the_clock() {
+        let (min, max) = (
+            Instant::from_micros(i64::MIN),
+            Instant::from_micros(i64::MAX),
+        );
+        let us = Duration::from_micros;
+        assert_eq!(elapsed(ms(3), ms(5)), Duration::from_millis(2));
+        assert_eq!(elapsed(ms(5), ms(3)), Duration::ZERO, "backwards");
+        assert_eq!(elapsed(min, max), us(u64::MAX));
+        assert_eq!(elapsed(max, min), Duration::ZERO);
+        assert_eq!(later(ms(3), Duration::from_millis(2)), ms(5));
+        assert_eq!(later(min, us(u64::MAX)), max, "exactly the top");
+        assert_eq!(later(min, us(1)), Instant::from_micros(i64::MIN + 1));
+        let minus5 = Instant::from_micros(-5);
+        assert_eq!(
+            later(minus5, us((1 << 63) + 3)),
+            Instant::from_micros(i64::MAX - 1)
+        );
+        assert_eq!(later(minus5, us((1 << 63) + 4)), max);
+        assert_eq!(later(max, us(1)), max, "saturates");
+        assert_eq!(later(ms(1), us(u64::MAX)), max);
     }
 
     #[test]

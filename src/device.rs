@@ -26,11 +26,14 @@ pub(crate) struct Gate<'g, 'a, D: ?Sized> {
     dup_ack: Option<(DupAck, bool)>,
     /// Recovery is on.
     recovery: bool,
+    /// The device's medium (asked once per poll, not per frame).
+    medium: Medium,
 }
 
 impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
     pub(crate) fn new(
         inner: &'g mut D,
+        medium: Medium,
         admission: &'g mut Admission<'a>,
         slots: &'g mut [TcpSlot],
         recovery: bool,
@@ -42,6 +45,7 @@ impl<'g, 'a, D: Device + ?Sized> Gate<'g, 'a, D> {
             verdict: Verdict::Pass,
             dup_ack: None,
             recovery,
+            medium,
         }
     }
 
@@ -69,7 +73,7 @@ impl<'a, D: Device + ?Sized> Device for Gate<'_, 'a, D> {
         Self: 't;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let medium = self.inner.capabilities().medium;
+        let medium = self.medium;
         self.verdict = Verdict::Pass;
         self.dup_ack = None;
         let (rx, tx) = self.inner.receive(timestamp)?;
@@ -139,6 +143,7 @@ impl<T: phy::RxToken> phy::RxToken for GateRxToken<'_, '_, T> {
 
 /// Hand `frame` to `f`, reshaped where [`recovery`] says smoltcp would lose data or time on
 /// it; a loss the frame reports leaves a duplicate ACK in `dup_ack`.
+#[inline]
 fn pass<R>(
     tcp: &TcpInFrame,
     frame: &[u8],
@@ -150,12 +155,15 @@ fn pass<R>(
     let Some(segment) = recovery::inspect(tcp, frame, admission.port()) else {
         return f(frame);
     };
-    let Some(slot) = slots.iter_mut().find(|s| s.talks_to(&segment.source)) else {
+    let Some(slot) = slots.iter_mut().find(|s| s.is_sender_of(tcp, frame)) else {
         return f(frame);
     };
     let verified = || {
+        let (Some(source), Some(destination)) = (tcp.source(frame), tcp.destination(frame)) else {
+            return false;
+        };
         tcp.segment(frame)
-            .is_some_and(|s| s.verify_checksum(&tcp.source, &tcp.destination))
+            .is_some_and(|s| s.verify_checksum(&source, &destination))
     };
     if let Some((ack, window)) = slot.recovery_mut().freshen(&segment, verified) {
         slot.count_stale_ack();

@@ -15,7 +15,7 @@ use smoltcp::iface::{Interface, PollIngressSingleResult, PollResult, SocketHandl
 use smoltcp::phy::Device;
 use smoltcp::time::{Duration, Instant};
 
-use crate::admission::{Admission, HeldSyn, Reclaim, Verdict};
+use crate::admission::{Admission, Reclaim, Verdict};
 use crate::conn::earliest;
 use crate::counters::{TcpCounters, UdpCounters};
 use crate::device::{Gate, Replay};
@@ -82,7 +82,7 @@ impl<'a> EchoNode<'a> {
         // UDP first: its socket is found by a scan of the set, which then ends at once.
         let udp = UdpEcho::new(udp, udp_buffers, sockets)?;
         let defer = tcp.overflow == Overflow::Defer;
-        let tcp = TcpSlots::new(tcp, slots, rx, tx, sockets)?;
+        let tcp = TcpSlots::new(tcp, slots, rx, tx, sockets);
         let mut admission = Admission::new(tcp.config().port, defer, backlog);
         admission.recount(Instant::ZERO, tcp.slots());
         Ok(Self {
@@ -208,15 +208,14 @@ impl<'a> EchoNode<'a> {
     ) -> bool {
         let mut progressed = false;
         self.work_left = true;
+        let medium = device.capabilities().medium;
         for _ in 0..MAX_FRAMES_PER_POLL {
             // Waiting clients first: a free listener goes to the oldest, as in a listen
             // backlog; a slot that may be taken back goes to the newest.
             if self.admission.has_waiters() {
                 if self.admission.listeners() > 0 {
                     let newest = self.tcp.take_idle_freed();
-                    if let Some(waiter) = self.admission.next_waiter(newest) {
-                        progressed |= self.hand_in(now, iface, device, sockets, &waiter);
-                    }
+                    progressed |= self.hand_in(now, iface, device, sockets, newest);
                     continue;
                 }
                 if let Some((slot, how)) = self.admission.victim_for_waiters(self.tcp.slots()) {
@@ -226,6 +225,7 @@ impl<'a> EchoNode<'a> {
             }
             let mut gate = Gate::new(
                 device,
+                medium,
                 &mut self.admission,
                 self.tcp.slots_mut(),
                 self.recovery,
@@ -241,10 +241,7 @@ impl<'a> EchoNode<'a> {
                     for _ in 0..DUP_ACKS {
                         iface.poll_ingress_single(now, &mut Replay::new(device, &dup_ack), sockets);
                     }
-                    if round == 1
-                        || !pure
-                        || !recovery::next_seq(device.capabilities().medium, &mut dup_ack)
-                    {
+                    if round == 1 || !pure || !recovery::next_seq(medium, &mut dup_ack) {
                         break;
                     }
                 }
@@ -292,15 +289,17 @@ impl<'a> EchoNode<'a> {
             self.tcp.abort(slot, sockets);
             iface.poll_egress(now, device, sockets);
         }
-        let listening = self.tcp.reclaim(slot, how, sockets);
+        self.tcp.reclaim(slot, how, sockets);
         self.admission.recount(now, self.tcp.slots());
-        if let (true, Some(waiter)) = (listening, self.admission.next_waiter(true)) {
-            self.hand_in(now, iface, device, sockets, &waiter);
+        // The slot listens again (no other did, or it would not have been taken back).
+        if self.admission.listeners() > 0 {
+            self.hand_in(now, iface, device, sockets, true);
         }
         true
     }
 
-    /// Hand a waiting client's SYN to a free listener, unless the client got in meanwhile.
+    /// Hand the next waiting client's SYN (the newest or the oldest) to a free listener,
+    /// unless the client got in meanwhile. Returns whether a listener took it.
     #[cold]
     fn hand_in<D: Device + ?Sized>(
         &mut self,
@@ -308,16 +307,22 @@ impl<'a> EchoNode<'a> {
         iface: &mut Interface,
         device: &mut D,
         sockets: &mut SocketSet<'_>,
-        waiter: &HeldSyn,
+        newest: bool,
     ) -> bool {
-        if self.tcp.talks_to(waiter.source()) {
-            return false;
+        let tcp = &self.tcp;
+        let handed = self.admission.take_waiter(newest, |waiter| {
+            let new_client = !tcp.talks_to(waiter.source());
+            if new_client {
+                iface.poll_ingress_single(now, &mut Replay::new(device, waiter.frame()), sockets);
+            }
+            new_client
+        }) == Some(true);
+        if handed {
+            // The slot that took it is half-open now: count the slots again (which also
+            // counts the listener it used).
+            self.serve(now, sockets);
         }
-        self.admission.listener_used();
-        iface.poll_ingress_single(now, &mut Replay::new(device, waiter.frame()), sockets);
-        // The slot that took it is half-open now: count the slots again.
-        self.serve(now, sockets);
-        true
+        handed
     }
 
     /// Transmit everything (stage 4). smoltcp sends at most one packet per socket per

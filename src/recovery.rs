@@ -25,7 +25,7 @@
 //! lost too.
 
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{IpAddress, IpEndpoint, TcpPacket, TcpSeqNumber};
+use smoltcp::wire::{IpAddress, TcpPacket, TcpSeqNumber};
 
 use crate::conn::elapsed;
 use crate::wire::TcpInFrame;
@@ -69,6 +69,7 @@ impl Recovery {
     ///
     /// A new ACK is trusted when two segments agree on it, or at once from a pure ACK whose
     /// checksum `verified` confirms (cheap: headers only).
+    #[inline]
     pub(crate) fn freshen(
         &mut self,
         segment: &Segment,
@@ -109,8 +110,6 @@ impl Recovery {
 /// What the node needs to know of one acknowledging TCP segment from a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Segment {
-    /// Who sent it.
-    pub(crate) source: IpEndpoint,
     /// Its acknowledgement number.
     pub(crate) ack: u32,
     /// Its window field, as sent (scaled).
@@ -123,6 +122,7 @@ pub(crate) struct Segment {
 
 /// `frame` as a [`Segment`], if it is an acknowledging TCP segment to `port` (not a SYN nor
 /// an RST).
+#[inline]
 pub(crate) fn inspect(at: &TcpInFrame, frame: &[u8], port: u16) -> Option<Segment> {
     let ack = at.ack?;
     if at.dst_port != port || at.syn || at.rst {
@@ -141,7 +141,6 @@ pub(crate) fn inspect(at: &TcpInFrame, frame: &[u8], port: u16) -> Option<Segmen
             .fold(0u32, u32::saturating_add)
             >= LOST_AFTER_SACKED;
     Some(Segment {
-        source: IpEndpoint::new(at.source, at.src_port),
         ack,
         window: at.window,
         payload: at.len.checked_sub(usize::from(at.header_len))?,
@@ -195,6 +194,9 @@ pub(crate) fn next_seq(medium: smoltcp::phy::Medium, ack: &mut DupAck) -> bool {
     let Some(at) = crate::wire::tcp_in_frame(medium, ack) else {
         return false;
     };
+    let (Some(source), Some(destination)) = (at.source(ack), at.destination(ack)) else {
+        return false;
+    };
     let Some(segment) = at
         .at
         .checked_add(at.len)
@@ -206,14 +208,14 @@ pub(crate) fn next_seq(medium: smoltcp::phy::Medium, ack: &mut DupAck) -> bool {
         return false;
     };
     tcp.set_seq_number(TcpSeqNumber(tcp.seq_number().0.wrapping_add(1)));
-    tcp.fill_checksum(&at.source, &at.destination);
+    tcp.fill_checksum(&source, &destination);
     true
 }
 
 /// `frame`'s headers without its payload, its sequence number moved past the payload: a pure
 /// ACK that smoltcp accepts in its window and counts as a duplicate.
 pub(crate) fn dup_ack(at: &TcpInFrame, frame: &[u8]) -> Option<DupAck> {
-    let (source, destination, len) = (at.source, at.destination, at.len);
+    let (source, destination, len) = (at.source(frame)?, at.destination(frame)?, at.len);
     let tcp = at.segment(frame)?;
     // Headers from a corrupted segment must not become a valid one.
     if !tcp.verify_checksum(&source, &destination) {
@@ -298,7 +300,10 @@ mod tests {
             .and_then(|t| inspect(&t, &lost, PORT))
             .expect("a segment");
         assert_eq!((seen.ack, seen.window, seen.payload), (1000, 1000, 4));
-        assert_eq!(seen.source, Peer::client_v4(40000).endpoint());
+        assert_eq!(
+            at(&lost).and_then(|t| t.source_endpoint(&lost)),
+            Some(Peer::client_v4(40000).endpoint())
+        );
         assert_eq!(loss(&lost, PORT), Some(true));
         let reordered = segment(1000, [Some((2460, 2460 + 1460)), None, None], b"data");
         assert_eq!(

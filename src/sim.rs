@@ -129,6 +129,9 @@ pub struct Lane<const N: usize> {
     /// `Some`: frames wait here for their release time instead of in `queue`.
     delay: Option<Delay>,
     delayed: Vec<Delayed, N>,
+    /// The frame being received: a receive token borrows it, as a driver's token borrows
+    /// its DMA buffer, so wrapping the token (as the node's gate does) moves no frame.
+    receiving: Frame,
     /// Frames put on the delaying lane so far (their send order).
     sent: u64,
     /// When the sender's line is free again (with `Delay::ns_per_byte`), in nanoseconds.
@@ -145,6 +148,7 @@ impl<const N: usize> Lane<N> {
             faults: Faults::NONE,
             delay: None,
             delayed: Vec::new(),
+            receiving: Vec::new(),
             sent: 0,
             line_free_ns: 0,
         }
@@ -441,7 +445,7 @@ pub struct End<'l, const N: usize> {
 
 impl<const N: usize> Device for End<'_, N> {
     type RxToken<'a>
-        = RxToken
+        = RxToken<'a>
     where
         Self: 'a;
     type TxToken<'a>
@@ -450,9 +454,9 @@ impl<const N: usize> Device for End<'_, N> {
         Self: 'a;
 
     fn receive(&mut self, timestamp: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let frame = self.inbound.receive(timestamp)?;
+        self.inbound.receiving = self.inbound.receive(timestamp)?;
         Some((
-            RxToken(frame),
+            RxToken(&self.inbound.receiving),
             TxToken {
                 lane: self.outbound,
                 now: timestamp,
@@ -482,13 +486,13 @@ impl<const N: usize> Device for End<'_, N> {
     }
 }
 
-/// A received frame.
+/// A received frame, borrowed from its lane.
 #[derive(Debug)]
-pub struct RxToken(Frame);
+pub struct RxToken<'l>(&'l [u8]);
 
-impl phy::RxToken for RxToken {
+impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(&self.0)
+        f(self.0)
     }
 }
 

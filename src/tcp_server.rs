@@ -15,15 +15,16 @@ use smoltcp::socket::tcp;
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
-use crate::Error;
 use crate::admission::Reclaim;
 use crate::conn::{
     Action, CloseReason, EchoConn, Event, Link, Observation, Phase, Timeouts, earliest,
 };
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
+#[cfg(feature = "recovery")]
 use crate::recovery::Recovery;
 use crate::sockets::Sockets;
+use crate::wire::TcpInFrame;
 
 /// Bytes moved per copy when echoing. The scratch buffer lives on the stack: on
 /// microcontrollers (32-bit and smaller) 512 B keeps the stack high-water mark low; hosts
@@ -119,7 +120,31 @@ pub struct TcpSlot {
     /// Loss recovery from the peer's SACK blocks, and its newest ACK.
     recovery: Recovery,
     /// Segments handed in with a newer ACK, not yet added to the counters.
+    #[cfg(feature = "recovery")]
     stale_acks: u32,
+}
+
+/// Without the `recovery` feature a slot keeps no recovery state: a zero-sized stand-in that
+/// never rewrites a segment nor starts a recovery.
+#[cfg(not(feature = "recovery"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovery;
+
+#[cfg(not(feature = "recovery"))]
+impl Recovery {
+    const NEW: Self = Self;
+
+    pub(crate) fn freshen(
+        &mut self,
+        _segment: &crate::recovery::Segment,
+        _verified: impl FnOnce() -> bool,
+    ) -> Option<(u32, u16)> {
+        None
+    }
+
+    pub(crate) fn start(&mut self, _ack: u32, _now: Instant) -> bool {
+        false
+    }
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {
@@ -137,6 +162,7 @@ impl TcpSlot {
         recycle: false,
         nudge: false,
         recovery: Recovery::NEW,
+        #[cfg(feature = "recovery")]
         stale_acks: 0,
     };
 
@@ -149,9 +175,12 @@ impl TcpSlot {
         (self.peer.port != 0).then_some(self.peer)
     }
 
-    /// Whether `endpoint` (a real one: port 0 is never a peer) is this slot's peer.
-    pub(crate) fn talks_to(&self, endpoint: &IpEndpoint) -> bool {
-        self.peer == *endpoint
+    /// Whether this slot's peer sent segment `tcp` of `frame`: the ports first, the address
+    /// (read from the frame) only when they match. Port 0 is never a peer.
+    pub(crate) fn is_sender_of(&self, tcp: &TcpInFrame, frame: &[u8]) -> bool {
+        self.peer.port == tcp.src_port
+            && tcp.src_port != 0
+            && tcp.source(frame) == Some(self.peer.addr)
     }
 
     pub(crate) fn proven(&self) -> bool {
@@ -180,7 +209,18 @@ impl TcpSlot {
 
     /// A segment of this slot's peer was handed in with a newer ACK than it carried.
     pub(crate) fn count_stale_ack(&mut self) {
-        self.stale_acks = self.stale_acks.wrapping_add(1);
+        #[cfg(feature = "recovery")]
+        {
+            self.stale_acks = self.stale_acks.wrapping_add(1);
+        }
+    }
+
+    /// Stale ACKs counted since the last call.
+    fn take_stale_acks(&mut self) -> u32 {
+        #[cfg(feature = "recovery")]
+        return core::mem::take(&mut self.stale_acks);
+        #[cfg(not(feature = "recovery"))]
+        0
     }
 
     fn listening(&mut self) {
@@ -214,37 +254,38 @@ pub(crate) struct TcpSlots<'a> {
 
 impl<'a> TcpSlots<'a> {
     /// One listening socket per slot in `sockets`, over equal shares of `rx` and `tx`.
+    ///
+    /// `EchoNode::new` checked all that could fail here before anything was added: the port,
+    /// the slot count, a byte of each buffer per slot and the set's room. Should a socket
+    /// still not be made, its slot stays without one and never listens.
     pub(crate) fn new(
         config: TcpConfig,
         mut slots: ManagedSlice<'a, TcpSlot>,
         rx: &'a mut [u8],
         tx: &'a mut [u8],
         sockets: &mut Sockets<'a>,
-    ) -> Result<Self, Error> {
-        // `EchoNode::new` checked the port, the slot count and the set's room before anything
-        // was added; what fails here still fails as an error (port 0 in `listen`, a full set
-        // in `add`), and no slots means no share.
+    ) -> Self {
         let n = slots.len();
-        let rx_share = rx.len().checked_div(n).unwrap_or(0);
-        let tx_share = tx.len().checked_div(n).unwrap_or(0);
-        if rx_share == 0 || tx_share == 0 {
-            return Err(Error::BufferTooSmall);
-        }
+        // Never 0, which `chunks_mut` rejects.
+        let rx_share = rx.len().checked_div(n).unwrap_or(0).max(1);
+        let tx_share = tx.len().checked_div(n).unwrap_or(0).max(1);
         let buffers = rx.chunks_mut(rx_share).zip(tx.chunks_mut(tx_share));
         for (slot, (rx, tx)) in slots.iter_mut().zip(buffers) {
             *slot = TcpSlot::EMPTY;
-            slot.handle = Some(listening_socket(rx, tx, &config, sockets)?);
-            // Listening at once, so the first SYN finds a listener.
-            slot.listening();
+            slot.handle = listening_socket(rx, tx, &config, sockets);
+            if slot.handle.is_some() {
+                // Listening at once, so the first SYN finds a listener.
+                slot.listening();
+            }
         }
         sort_by_handle(&mut slots);
-        Ok(Self {
+        Self {
             config,
             slots,
             counters: TcpCounters::default(),
             idle_freed: 0,
             may_free: false,
-        })
+        }
     }
 
     pub(crate) fn config(&self) -> &TcpConfig {
@@ -298,7 +339,6 @@ impl<'a> TcpSlots<'a> {
         handshake: Option<Duration>,
     ) -> bool {
         let mut progressed = false;
-        let mut recycle = false;
         let config = self.config;
         let timeouts = config.timeouts(handshake);
         // A proven client is no flood: the configured handshake limit, not the flood's.
@@ -310,8 +350,7 @@ impl<'a> TcpSlots<'a> {
             &mut self.slots,
             |s| s.handle,
             |slot, socket| {
-                bump(&mut counters.stale_acks, u64::from(slot.stale_acks));
-                slot.stale_acks = 0;
+                bump(&mut counters.stale_acks, u64::from(slot.take_stale_acks()));
                 if let Some(socket) = socket {
                     let holder = slot.conn.idle_holder_since().is_some();
                     let timed_out = counters.timed_out;
@@ -321,36 +360,29 @@ impl<'a> TcpSlots<'a> {
                         &timeouts
                     };
                     progressed |= drive(slot, socket, now, &config, limits, counters);
-                    recycle |= slot.recycle;
                     if holder && counters.timed_out != timed_out {
                         *idle_freed = idle_freed.saturating_add(1);
                     }
                 }
             },
         );
-        let mut nudged = false;
-        for slot in self.slots.iter_mut().filter(|s| s.nudge) {
-            slot.nudge = false;
-            if let Some(old) = slot.handle
-                && let Some(handle) = renew(sockets, old)
-            {
-                slot.handle = Some(handle);
-                nudged |= handle != old;
+        // What needs the whole set, in one pass: recycling (which renews the entry too), and
+        // a fresh entry for a slot whose peer proved itself.
+        let mut sort = false;
+        let mut may_free = false;
+        for slot in self.slots.iter_mut() {
+            if slot.recycle {
+                sort |= recycle_slot(slot, sockets, &config);
+            } else if slot.nudge {
+                sort |= renew_slot(slot, sockets);
             }
+            slot.nudge = false;
+            may_free |= slot.conn.may_free();
         }
-        if nudged {
+        if sort {
             sort_by_handle(&mut self.slots);
         }
-        if recycle {
-            let mut sort = false;
-            for slot in self.slots.iter_mut().filter(|s| s.recycle) {
-                sort |= recycle_slot(slot, sockets, &config);
-            }
-            if sort {
-                sort_by_handle(&mut self.slots);
-            }
-        }
-        self.may_free = self.slots.iter().any(|s| s.conn.may_free());
+        self.may_free = may_free;
         progressed
     }
 
@@ -372,12 +404,11 @@ impl<'a> TcpSlots<'a> {
         }
     }
 
-    /// Give slot `i` back to listening for a waiting client, counting why. Returns whether it
-    /// listens again.
-    pub(crate) fn reclaim(&mut self, i: usize, how: Reclaim, sockets: &mut SocketSet<'_>) -> bool {
+    /// Give slot `i` back to listening for a waiting client, counting why.
+    pub(crate) fn reclaim(&mut self, i: usize, how: Reclaim, sockets: &mut SocketSet<'_>) {
         let config = self.config;
         let Some(slot) = self.slots.get_mut(i) else {
-            return false;
+            return;
         };
         match how {
             Reclaim::Evict => {
@@ -388,13 +419,10 @@ impl<'a> TcpSlots<'a> {
             }
             Reclaim::Recycle => bump(&mut self.counters.half_open_recycled, 1),
         }
-        let moved = recycle_slot(slot, sockets, &config);
-        let listening = slot.conn.phase() == Phase::Listening;
-        if moved {
+        if recycle_slot(slot, sockets, &config) {
             sort_by_handle(&mut self.slots);
         }
         self.may_free = self.slots.iter().any(|s| s.conn.may_free());
-        listening
     }
 
     /// The earliest instant at which a slot needs service without network activity.
@@ -432,19 +460,25 @@ fn listening_socket<'a>(
     tx: &'a mut [u8],
     config: &TcpConfig,
     sockets: &mut Sockets<'a>,
-) -> Result<SocketHandle, Error> {
+) -> Option<SocketHandle> {
     let mut socket = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
-    configure(&mut socket, config);
-    // Fails only on port 0, which `new` rejected.
-    socket.listen(config.port).map_err(|_| Error::InvalidPort)?;
-    sockets.add(socket)
+    if !listen(&mut socket, config) {
+        return None;
+    }
+    sockets.add(socket).ok()
 }
 
-fn configure(socket: &mut tcp::Socket<'_>, config: &TcpConfig) {
+/// Put `socket` in LISTEN on the service port, with the service's settings (`listen` resets
+/// them). Fails only on port 0, which `EchoNode::new` rejects, or on an open socket. Not
+/// inlined: one copy serves every caller.
+#[inline(never)]
+fn listen(socket: &mut tcp::Socket<'_>, config: &TcpConfig) -> bool {
+    let listening = socket.listen(config.port).is_ok();
     // An echo answers what it gets at once; Nagle would hold small echoes for an ACK.
     socket.set_nagle_enabled(false);
     socket.set_ack_delay(config.ack_delay);
     socket.set_keep_alive(config.keep_alive);
+    listening
 }
 
 /// Step one slot until it has nothing more to do (bounded). Returns whether it acted.
@@ -466,13 +500,11 @@ fn drive(
         match step.action {
             Action::Wait => break,
             Action::Listen => {
-                // listen() only fails on port 0 (checked at construction) or an open socket,
-                // which the state machine never asks for.
-                if socket.listen(config.port).is_err() {
+                // The state machine never asks to listen on an open socket.
+                if !listen(socket, config) {
                     socket.abort();
                     break;
                 }
-                configure(socket, config);
                 slot.listening();
             }
             Action::Echo { max } => {
@@ -510,19 +542,28 @@ fn recycle_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>, config: &TcpCon
     // abort() then listen(): listen() resets the socket, so no RST is ever sent.
     let listening = find_mut::<tcp::Socket>(sockets, old).is_some_and(|socket| {
         socket.abort();
-        let listening = socket.listen(config.port).is_ok();
-        configure(socket, config);
-        listening
+        listen(socket, config)
     });
-    let Some(handle) = renew(sockets, old) else {
-        return false;
-    };
-    slot.handle = Some(handle);
+    let moved = renew_slot(slot, sockets);
     if listening {
         slot.listening();
     } else {
         slot.conn = EchoConn::new();
     }
+    moved
+}
+
+/// Move a slot's socket into a fresh set entry (see [`renew`]). Returns whether its handle
+/// changed (the slots must be sorted again).
+#[inline(never)]
+fn renew_slot(slot: &mut TcpSlot, sockets: &mut SocketSet<'_>) -> bool {
+    let Some(old) = slot.handle else {
+        return false;
+    };
+    let Some(handle) = renew(sockets, old) else {
+        return false;
+    };
+    slot.handle = Some(handle);
     handle != old
 }
 
