@@ -422,21 +422,27 @@ fn flow_of(frame: &[u8], t: &Transport, incoming: bool) -> Option<Flow> {
 
 /// The MSS option of a TCP header, if any.
 fn mss_option(tcp: &[u8]) -> Option<u16> {
+    let value = tcp_option(tcp, 2, 4)?;
+    Some(u16::from_be_bytes([*value.first()?, *value.get(1)?]))
+}
+
+/// The value of the TCP option `kind` of total length `len` in a TCP header, if any.
+fn tcp_option(tcp: &[u8], kind: u8, len: usize) -> Option<&[u8]> {
     let header = usize::from(*tcp.get(12)? >> 4) * 4;
     let mut options = tcp.get(20..header)?;
-    while let Some(&kind) = options.first() {
-        match kind {
+    while let Some(&this) = options.first() {
+        match this {
             0 => break,
             1 => options = &options[1..],
             _ => {
-                let len = usize::from(*options.get(1)?);
-                if len < 2 || len > options.len() {
+                let this_len = usize::from(*options.get(1)?);
+                if this_len < 2 || this_len > options.len() {
                     return None;
                 }
-                if kind == 2 && len == 4 {
-                    return Some(u16::from_be_bytes([options[2], options[3]]));
+                if this == kind && this_len == len {
+                    return options.get(2..len);
                 }
-                options = &options[len..];
+                options = &options[this_len..];
             }
         }
     }
@@ -544,25 +550,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 
 /// The window scale option of a TCP header, if any.
 fn window_scale_option(tcp: &[u8]) -> Option<u8> {
-    let header = usize::from(*tcp.get(12)? >> 4) * 4;
-    let mut options = tcp.get(20..header)?;
-    while let Some(&kind) = options.first() {
-        match kind {
-            0 => break,
-            1 => options = &options[1..],
-            _ => {
-                let len = usize::from(*options.get(1)?);
-                if len < 2 || len > options.len() {
-                    return None;
-                }
-                if kind == 3 && len == 3 {
-                    return Some(options[2]);
-                }
-                options = &options[len..];
-            }
-        }
-    }
-    None
+    tcp_option(tcp, 3, 3)?.first().copied()
 }
 
 impl AdvertisedWindows {
