@@ -134,9 +134,6 @@ mod device;
 mod error;
 mod node;
 mod quirks;
-// Without the feature the slots keep no recovery state (a stand-in in `tcp_server`), so the
-// per-connection type goes unused.
-#[cfg_attr(not(feature = "recovery"), allow(dead_code))]
 mod recovery;
 #[cfg(feature = "sim")]
 pub mod sim;

@@ -24,9 +24,12 @@
 //! acknowledgement number, and again only after [`RETRY_AFTER`] if the retransmission was
 //! lost too.
 
-use smoltcp::time::{Duration, Instant};
+#[cfg(feature = "recovery")]
+use smoltcp::time::Duration;
+use smoltcp::time::Instant;
 use smoltcp::wire::{IpAddress, TcpPacket, TcpSeqNumber};
 
+#[cfg(feature = "recovery")]
 use crate::conn::elapsed;
 use crate::wire::TcpInFrame;
 
@@ -37,6 +40,7 @@ pub(crate) const LOST_AFTER_SACKED: u32 = 3 * 1460;
 pub(crate) const DUP_ACKS: usize = 3;
 
 /// How long a recovery waits for its retransmission before it starts again.
+#[cfg(feature = "recovery")]
 pub(crate) const RETRY_AFTER: Duration = Duration::from_millis(200);
 
 /// The largest header-only copy: Ethernet + IPv4 with options + TCP with options.
@@ -46,6 +50,7 @@ const MAX_ACK_FRAME: usize = 14 + 60 + 60;
 pub(crate) type DupAck = heapless::Vec<u8, MAX_ACK_FRAME>;
 
 /// What one connection's recovery knows of its peer.
+#[cfg(feature = "recovery")]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Recovery {
     /// The acknowledgement number recovered last, and when.
@@ -57,6 +62,7 @@ pub(crate) struct Recovery {
     candidate: Option<(u32, u16)>,
 }
 
+#[cfg(feature = "recovery")]
 impl Recovery {
     pub(crate) const NEW: Self = Self {
         last: None,
@@ -104,6 +110,29 @@ impl Recovery {
                 true
             }
         }
+    }
+}
+
+/// Without the `recovery` feature a connection keeps no recovery state: a zero-sized stand-in
+/// that never rewrites a segment nor starts a recovery (the node never asks it either).
+#[cfg(not(feature = "recovery"))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Recovery;
+
+#[cfg(not(feature = "recovery"))]
+impl Recovery {
+    pub(crate) const NEW: Self = Self;
+
+    pub(crate) fn freshen(
+        &mut self,
+        _segment: &Segment,
+        _verified: impl FnOnce() -> bool,
+    ) -> Option<(u32, u16)> {
+        None
+    }
+
+    pub(crate) fn start(&mut self, _ack: u32, _now: Instant) -> bool {
+        false
     }
 }
 

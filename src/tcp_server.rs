@@ -21,7 +21,6 @@ use crate::conn::{
 };
 use crate::counters::{TcpCounters, bump};
 use crate::quirks::{find_mut, pair_by_handle, renew};
-#[cfg(feature = "recovery")]
 use crate::recovery::Recovery;
 use crate::sockets::Sockets;
 use crate::wire::TcpInFrame;
@@ -122,29 +121,6 @@ pub struct TcpSlot {
     /// Segments handed in with a newer ACK, not yet added to the counters.
     #[cfg(feature = "recovery")]
     stale_acks: u32,
-}
-
-/// Without the `recovery` feature a slot keeps no recovery state: a zero-sized stand-in that
-/// never rewrites a segment nor starts a recovery.
-#[cfg(not(feature = "recovery"))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Recovery;
-
-#[cfg(not(feature = "recovery"))]
-impl Recovery {
-    const NEW: Self = Self;
-
-    pub(crate) fn freshen(
-        &mut self,
-        _segment: &crate::recovery::Segment,
-        _verified: impl FnOnce() -> bool,
-    ) -> Option<(u32, u16)> {
-        None
-    }
-
-    pub(crate) fn start(&mut self, _ack: u32, _now: Instant) -> bool {
-        false
-    }
 }
 
 const NO_PEER: IpEndpoint = IpEndpoint {

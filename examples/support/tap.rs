@@ -150,10 +150,10 @@ impl Device for TapDevice {
     }
 }
 
-/// A received frame, borrowed from the device's receive buffer.
+/// A received frame, borrowed from the device's receive buffer (both TAP devices).
 #[derive(Debug)]
 pub struct RxToken<'a> {
-    frame: &'a [u8],
+    pub(super) frame: &'a [u8],
 }
 
 impl phy::RxToken for RxToken<'_> {

@@ -35,7 +35,7 @@ use smolecho::smoltcp::phy::{self, Checksum, Device, DeviceCapabilities, Medium,
 use smolecho::smoltcp::time::Instant;
 use smolecho::smoltcp::wire::IpCidr;
 
-use super::tap::{self, ErrorSlot, FrameCounters, Origin, TapError};
+use super::tap::{self, ErrorSlot, FrameCounters, Origin, RxToken, TapError};
 use super::vnet::{
     self, AdvertisedWindows, ETHERNET_HEADER, F_DATA_VALID, F_NEEDS_CSUM, GSO_NONE, HEADER_LEN,
     PeerMss, RxDrop, VnetHeader,
@@ -288,18 +288,6 @@ impl Device for VnetTapDevice {
         caps.segmentation.tcpv4 = NonZeroUsize::new(SEGMENT_FRAME);
         caps.segmentation.tcpv6 = NonZeroUsize::new(SEGMENT_FRAME);
         caps
-    }
-}
-
-/// A received frame, borrowed from the device's receive buffer.
-#[derive(Debug)]
-pub struct RxToken<'a> {
-    frame: &'a [u8],
-}
-
-impl phy::RxToken for RxToken<'_> {
-    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
-        f(self.frame)
     }
 }
 
